@@ -1,0 +1,56 @@
+"""The FastAPI application: wiring of store, writer and routers."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from server import __version__
+from server.config import Settings, get_settings
+from server.ingest.routes import router as ingest_router
+from server.ingest.writer import IngestWriter
+from server.sessions.api import router as sessions_router
+from server.store.db import make_engine, upgrade
+from server.web.routes import router as web_router
+
+log = logging.getLogger("bondline")
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    url = settings.sqlalchemy_url
+    if migrate:
+        upgrade(url)
+    engine = make_engine(url, sqlite_synchronous=settings.sqlite_synchronous)
+    admin_key = settings.admin_api_key or secrets.token_urlsafe(24)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        writer = IngestWriter(engine)
+        await writer.start()
+        app.state.writer = writer
+        if not settings.admin_api_key:
+            log.warning("BONDLINE_ADMIN_API_KEY is not set; this run's admin API key is: %s", admin_key)
+        try:
+            yield
+        finally:
+            await writer.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Bondline",
+        version=__version__,
+        summary="Connection quality and therapeutic alliance for telehealth video sessions.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.admin_key = admin_key
+    app.include_router(ingest_router)
+    app.include_router(sessions_router)
+    app.include_router(web_router)
+    return app

@@ -1,0 +1,113 @@
+"""The ``bondline`` command line.
+
+Each feature adds its own sub-commands through a ``register(subparsers)``
+function listed in ``REGISTRARS``, so this file stays a table of contents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from server import __version__
+from server.config import Settings, get_settings, normalise_database_url
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    db = getattr(args, "db", None)
+    if db:
+        os.environ["BONDLINE_DATABASE_URL"] = db
+        get_settings.cache_clear()
+    return get_settings()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    print(f"Bondline {__version__} on http://{args.host}:{args.port}/  (store: {settings.sqlalchemy_url})",
+          flush=True)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        # Our own size check answers with a readable 4413; uvicorn's limit
+        # only backstops memory against far larger frames.
+        ws_max_size=settings.max_message_bytes * 2 + 1024,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        access_log=args.log_level == "debug",
+    )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from server.store.db import current_revision, upgrade
+
+    settings = _settings(args)
+    url = settings.sqlalchemy_url
+    upgrade(url, args.revision)
+    print(f"database at revision {current_revision(url)} ({url})")
+    return 0
+
+
+def _add_db_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db",
+        metavar="URL-or-path",
+        help="SQLite file path or postgresql://... URL (default: $BONDLINE_DATABASE_URL or ./bondline.db)",
+    )
+
+
+def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the Bondline server", description="Run the Bondline server "
+                           "(HTTP, WebSocket ingest, web pages). Migrates the database first.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_db_option(serve)
+    serve.set_defaults(handler=cmd_serve)
+
+    db = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
+    dbsub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    up = dbsub.add_parser("upgrade", help="apply migrations", description="Apply schema migrations.")
+    up.add_argument("revision", nargs="?", default="heads", help="target revision (default: heads, every branch)")
+    _add_db_option(up)
+    up.set_defaults(handler=cmd_db_upgrade)
+
+
+REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [register_core]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bondline",
+        description="Bondline: connection quality and therapeutic alliance for telehealth video sessions.",
+    )
+    parser.add_argument("--version", action="version", version=f"bondline {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in REGISTRARS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["main", "build_parser", "normalise_database_url"]

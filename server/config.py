@@ -1,0 +1,64 @@
+"""Runtime configuration, read from BONDLINE_* environment variables.
+
+Every tunable limit of the service lives here so that docs/operations.md can
+list them in one place and tests can override them per server process.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BONDLINE_", extra="ignore")
+
+    database_url: str = Field(
+        default="bondline.db",
+        description="SQLite file path, sqlite:///path, or postgresql://... URL.",
+    )
+    admin_api_key: str | None = Field(
+        default=None,
+        description="Key for the admin JSON API. Generated and printed at start when unset.",
+    )
+    token_ttl_hours: float = Field(
+        default=6.0, ge=0, description="Hours after a session ends that its ingest tokens keep working."
+    )
+    token_max_age_days: float = Field(
+        default=14.0, gt=0, description="Ingest tokens of a session that never ends stop after this."
+    )
+    sqlite_synchronous: str = Field(
+        default="FULL",
+        pattern="^(OFF|NORMAL|FULL|EXTRA)$",
+        description="SQLite synchronous pragma; FULL survives power loss, NORMAL survives process crashes.",
+    )
+    max_message_bytes: int = Field(default=1_048_576, gt=0, description="Largest WebSocket message or POST body.")
+    max_batch_samples: int = Field(default=500, gt=0, description="Most samples in one batch.")
+    max_batch_events: int = Field(default=200, gt=0, description="Most events in one batch.")
+    rate_messages_per_s: float = Field(default=20.0, gt=0, description="Sustained messages per second per connection.")
+    rate_burst: int = Field(default=200, gt=0, description="Messages a connection may send in a burst.")
+    auth_timeout_s: float = Field(default=10.0, gt=0, description="Seconds a new WebSocket has to authenticate.")
+    public_url: str | None = Field(
+        default=None, description="Base URL the server is reached at, used in plugin snippets."
+    )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return normalise_database_url(self.database_url)
+
+
+def normalise_database_url(url: str) -> str:
+    """Turn a bare path or a libpq-style URL into a SQLAlchemy URL."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith(("postgresql+", "sqlite:")):
+        return url
+    return "sqlite:///" + str(Path(url).expanduser().resolve())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,177 @@
+"""Turning an ingest message into rows, or into a precise refusal.
+
+Shared by the WebSocket and the HTTP fallback so both refuse the same input
+with the same reason. Validation is all-or-nothing: a batch with one bad
+sample is refused whole and nothing of it is written.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from server.config import Settings
+from server.ingest.headline import headline
+from server.ingest.schema import SCHEMA_ID, Batch, check_times
+from server.ingest.writer import EventRow, SampleRow, now_ms
+from server.sessions.tokens import TokenOwner
+
+
+@dataclass(frozen=True)
+class Refusal(Exception):
+    """A refused message: WebSocket close code, HTTP status and a reason."""
+
+    ws_code: int
+    http_status: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.ws_code}/{self.http_status}: {self.reason}"
+
+
+# The documented codes (docs/telemetry.md, "Errors"). WebSocket codes are in
+# the 4000-4999 private range and end in the matching HTTP status.
+MALFORMED = (4400, 400)
+UNAUTHORIZED = (4401, 401)
+EXPIRED = (4403, 403)
+AUTH_TIMEOUT = (4408, 408)
+TOO_LARGE = (4413, 413)
+UNSUPPORTED_SCHEMA = (4415, 415)
+INVALID = (4422, 422)
+RATE_LIMITED = (4429, 429)
+UNAVAILABLE = (4503, 503)
+
+
+def refuse(kind: tuple[int, int], reason: str) -> Refusal:
+    return Refusal(kind[0], kind[1], reason)
+
+
+def parse_json(raw: bytes | str, settings: Settings) -> dict[str, Any]:
+    size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+    if size > settings.max_message_bytes:
+        raise refuse(TOO_LARGE, f"message of {size} bytes exceeds {settings.max_message_bytes}")
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise refuse(MALFORMED, f"malformed JSON: {e}") from None
+    if not isinstance(msg, dict):
+        raise refuse(MALFORMED, "a message must be a JSON object")
+    return msg
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
+def validate_batch(msg: dict[str, Any], settings: Settings) -> Batch:
+    schema = msg.get("schema")
+    if schema != SCHEMA_ID:
+        raise refuse(UNSUPPORTED_SCHEMA, f"unsupported schema {schema!r}; this server takes {SCHEMA_ID!r}")
+    samples = msg.get("samples", [])
+    events = msg.get("events", [])
+    if isinstance(samples, list) and len(samples) > settings.max_batch_samples:
+        raise refuse(TOO_LARGE, f"{len(samples)} samples in one batch; at most {settings.max_batch_samples}")
+    if isinstance(events, list) and len(events) > settings.max_batch_events:
+        raise refuse(TOO_LARGE, f"{len(events)} events in one batch; at most {settings.max_batch_events}")
+    try:
+        batch = Batch.model_validate(msg)
+    except ValidationError as e:
+        raise refuse(INVALID, _first_error(e)) from None
+    for s in batch.samples:
+        if s.schema_ is not None and s.schema_ != SCHEMA_ID:
+            raise refuse(UNSUPPORTED_SCHEMA, f"sample seq {s.seq} has schema {s.schema_!r}")
+    problem = check_times(batch)
+    if problem:
+        raise refuse(INVALID, problem)
+    return batch
+
+
+def to_rows(
+    msg: dict[str, Any], batch: Batch, owner: TokenOwner, origin_ms: int | None = None
+) -> tuple[list[SampleRow], list[EventRow]]:
+    """Rows for the writer; sample JSON is stored exactly as it arrived."""
+    received = origin_ms if origin_ms is not None else now_ms()
+    raw_samples = msg.get("samples", [])
+    samples: list[SampleRow] = []
+    for raw, s in zip(raw_samples, batch.samples):
+        h = headline(s)
+        samples.append(
+            (
+                owner.participant_id,
+                s.seq,
+                s.startMs,
+                s.intervalMs,
+                s.source,
+                received,
+                h["rtt_ms"],
+                h["jitter_ms"],
+                h["loss_in"],
+                h["audio_loss_in"],
+                h["video_loss_in"],
+                h["bitrate_in_kbps"],
+                h["bitrate_out_kbps"],
+                h["fps_in"],
+                h["frames_dropped_in"],
+                h["freeze_ms_in"],
+                h["concealed_ratio_in"],
+                orjson.dumps(raw).decode("utf-8"),
+            )
+        )
+    raw_events = msg.get("events", [])
+    events: list[EventRow] = []
+    for raw, e in zip(raw_events, batch.events):
+        data = {k: v for k, v in raw.items() if k not in ("key", "kind", "tMs", "endMs", "severity")}
+        events.append(
+            (
+                owner.session_id,
+                owner.participant_id,
+                e.kind,
+                "collector",
+                e.tMs,
+                e.endMs,
+                e.severity,
+                e.key,
+                orjson.dumps(data).decode("utf-8"),
+            )
+        )
+    return samples, events
+
+
+def server_event(owner: TokenOwner, kind: str, data: dict[str, Any]) -> EventRow:
+    """An event the server itself observed about a participant's collector."""
+    return (
+        owner.session_id,
+        owner.participant_id,
+        kind,
+        "server",
+        now_ms(),
+        None,
+        None,
+        None,
+        orjson.dumps(data).decode("utf-8"),
+    )
+
+
+class TokenBucket:
+    """Allows ``rate`` messages a second on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False

@@ -1,0 +1,209 @@
+"""Sessions JSON API under /api/v1 (admin key required)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, EmailStr, Field
+
+from server.access import require_admin
+from server.sessions import service
+from server.timeutil import from_datetime, to_iso
+
+router = APIRouter(prefix="/api/v1", tags=["sessions"], dependencies=[Depends(require_admin)])
+
+ClientCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class SessionCreate(BaseModel):
+    clinician: EmailStr = Field(description="The treating clinician's account email.")
+    client_code: ClientCode = Field(description="Pseudonymous client code (never a name); created if new.")
+    platform: str = Field(default="", max_length=100)
+    scheduled_at: datetime | None = None
+
+
+class ParticipantAccess(BaseModel):
+    role: Literal["clinician", "client"]
+    token: str = Field(description="Ingest token; shown only in this response.")
+    snippet: str = Field(description="HTML to paste into the platform's call page for this participant.")
+
+
+class SessionOut(BaseModel):
+    id: int
+    number: int = Field(description="This session's number in the client's course (1 = first).")
+    clinician: str
+    client_code: str
+    platform: str
+    scheduled_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    created_at: str | None
+    status: Literal["scheduled", "live", "ended"]
+
+
+class SessionCreated(SessionOut):
+    participants: list[ParticipantAccess]
+
+
+class SampleOut(BaseModel):
+    role: str
+    seq: int
+    start_ms: int
+    interval_ms: int
+    source: str
+    data: dict[str, Any]
+
+
+class EventOut(BaseModel):
+    id: int
+    role: str | None
+    kind: str
+    origin: str
+    t_ms: int
+    end_ms: int | None
+    severity: float | None
+    data: dict[str, Any]
+
+
+def _status(row: Any) -> Literal["scheduled", "live", "ended"]:
+    if row.ended_ms is not None:
+        return "ended"
+    return "live" if row.started_ms is not None else "scheduled"
+
+
+def session_out(row: Any) -> SessionOut:
+    return SessionOut(
+        id=row.id,
+        number=row.number,
+        clinician=row.clinician_email,
+        client_code=row.client_code,
+        platform=row.platform,
+        scheduled_at=to_iso(row.scheduled_ms),
+        started_at=to_iso(row.started_ms),
+        ended_at=to_iso(row.ended_ms),
+        created_at=to_iso(row.created_ms),
+        status=_status(row),
+    )
+
+
+def plugin_snippet(base_url: str, token: str) -> str:
+    return (
+        f'<script src="{base_url}/plugin/bondline.js"></script>\n'
+        f'<script>Bondline.start({{server: "{base_url}", token: "{token}"}});</script>'
+    )
+
+
+def base_url(request: Request) -> str:
+    configured = request.app.state.settings.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+@router.post("/sessions", status_code=201, response_model=SessionCreated)
+def create_session(body: SessionCreate, request: Request) -> SessionCreated:
+    """Create a session (and the client code if new). The response holds one
+    ingest token per role; they are stored hashed and never shown again."""
+    engine = request.app.state.engine
+    with engine.begin() as conn:
+        clinician_id = service.ensure_clinician(conn, str(body.clinician))
+        created = service.create_session(
+            conn,
+            clinician_id=clinician_id,
+            client_code=body.client_code,
+            platform=body.platform,
+            scheduled_ms=from_datetime(body.scheduled_at) if body.scheduled_at else None,
+        )
+        row = service.get_session_row(conn, created.session_id)
+    base = base_url(request)
+    out = session_out(row)
+    return SessionCreated(
+        **out.model_dump(),
+        participants=[
+            ParticipantAccess(role=role, token=token, snippet=plugin_snippet(base, token))  # type: ignore[arg-type]
+            for role, token in created.tokens.items()
+        ],
+    )
+
+
+@router.get("/sessions", response_model=list[SessionOut])
+def list_sessions(
+    request: Request,
+    client_code: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[SessionOut]:
+    with request.app.state.engine.connect() as conn:
+        rows = service.list_session_rows(conn, client_code=client_code, limit=limit, offset=offset)
+    return [session_out(r) for r in rows]
+
+
+def _get(request: Request, session_id: int) -> SessionOut:
+    with request.app.state.engine.connect() as conn:
+        try:
+            return session_out(service.get_session_row(conn, session_id))
+        except service.NotFound as e:
+            raise HTTPException(404, str(e)) from None
+
+
+@router.get("/sessions/{session_id}", response_model=SessionOut)
+def get_session(session_id: int, request: Request) -> SessionOut:
+    return _get(request, session_id)
+
+
+@router.post("/sessions/{session_id}/{action}", response_model=SessionOut)
+def start_or_end(session_id: int, action: Literal["start", "end"], request: Request) -> SessionOut:
+    """Mark the session started or ended. Ending starts the token expiry clock."""
+    with request.app.state.engine.begin() as conn:
+        try:
+            service.set_session_time(conn, session_id, action)
+        except service.NotFound as e:
+            raise HTTPException(404, str(e)) from None
+        except service.Conflict as e:
+            raise HTTPException(409, str(e)) from None
+    return _get(request, session_id)
+
+
+@router.get("/sessions/{session_id}/samples", response_model=list[SampleOut])
+def get_samples(
+    session_id: int,
+    request: Request,
+    role: Literal["clinician", "client"] | None = None,
+    after_seq: Annotated[int, Query(ge=-1)] = -1,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+) -> list[SampleOut]:
+    """Samples as stored (``data`` is the sample exactly as the collector sent it)."""
+    out: list[SampleOut] = []
+    with request.app.state.engine.connect() as conn:
+        try:
+            service.get_session_row(conn, session_id)
+        except service.NotFound as e:
+            raise HTTPException(404, str(e)) from None
+        for r, pid in service.participants(conn, session_id).items():
+            if role is not None and r != role:
+                continue
+            for s in service.sample_rows(conn, pid, after_seq=after_seq, limit=limit):
+                out.append(
+                    SampleOut(
+                        role=r, seq=s.seq, start_ms=s.t_ms, interval_ms=s.interval_ms, source=s.source,
+                        data=service.decode(s.data),
+                    )
+                )
+    return out
+
+
+@router.get("/sessions/{session_id}/events", response_model=list[EventOut])
+def get_events(session_id: int, request: Request) -> list[EventOut]:
+    with request.app.state.engine.connect() as conn:
+        try:
+            service.get_session_row(conn, session_id)
+        except service.NotFound as e:
+            raise HTTPException(404, str(e)) from None
+        rows = service.event_rows(conn, session_id)
+    return [
+        EventOut(
+            id=e.id, role=e.role, kind=e.kind, origin=e.origin, t_ms=e.t_ms, end_ms=e.end_ms,
+            severity=e.severity, data=service.decode(e.data),
+        )
+        for e in rows
+    ]
