@@ -8,7 +8,6 @@ sample is refused whole and nothing of it is written.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,13 +20,14 @@ from server.ingest.writer import EventRow, SampleRow, now_ms
 from server.sessions.tokens import TokenOwner
 
 
-@dataclass(frozen=True)
 class Refusal(Exception):
     """A refused message: WebSocket close code, HTTP status and a reason."""
 
-    ws_code: int
-    http_status: int
-    reason: str
+    def __init__(self, ws_code: int, http_status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.ws_code = ws_code
+        self.http_status = http_status
+        self.reason = reason
 
     def __str__(self) -> str:
         return f"{self.ws_code}/{self.http_status}: {self.reason}"
@@ -99,7 +99,7 @@ def to_rows(
     received = origin_ms if origin_ms is not None else now_ms()
     raw_samples = msg.get("samples", [])
     samples: list[SampleRow] = []
-    for raw, s in zip(raw_samples, batch.samples):
+    for raw, s in zip(raw_samples, batch.samples, strict=True):
         h = headline(s)
         samples.append(
             (
@@ -125,7 +125,7 @@ def to_rows(
         )
     raw_events = msg.get("events", [])
     events: list[EventRow] = []
-    for raw, e in zip(raw_events, batch.events):
+    for raw, e in zip(raw_events, batch.events, strict=True):
         data = {k: v for k, v in raw.items() if k not in ("key", "kind", "tMs", "endMs", "severity")}
         events.append(
             (

@@ -102,17 +102,17 @@ async def telemetry_ws(ws: WebSocket) -> None:
         hello = p.parse_json(first.get("text") or first.get("bytes") or b"", settings)
         if hello.get("type") != "auth":
             raise p.refuse(p.UNAUTHORIZED, "the first message must be {\"type\": \"auth\", \"token\": ...}")
-        owner, last_seq = await run_in_threadpool(_authenticate, app, hello.get("token"))
-        await writer.write([], [p.server_event(owner, "collector.connect", {"lastSeq": last_seq,
-                                                                            "channel": "websocket"})])
+        me, last_seq = await run_in_threadpool(_authenticate, app, hello.get("token"))
+        owner = me
+        await writer.write([], [p.server_event(me, "collector.connect", {"lastSeq": last_seq, "channel": "websocket"})])
         await ws.send_text(
             orjson.dumps(
                 {
                     "type": "welcome",
                     "schema": SCHEMA_ID,
-                    "session": owner.session_id,
-                    "participant": owner.participant_id,
-                    "role": owner.role,
+                    "session": me.session_id,
+                    "participant": me.participant_id,
+                    "role": me.role,
                     "lastSeq": last_seq,
                     "maxBatchSamples": settings.max_batch_samples,
                     "maxMessageBytes": settings.max_message_bytes,
@@ -129,7 +129,7 @@ async def telemetry_ws(ws: WebSocket) -> None:
             msg = p.parse_json(message.get("text") or message.get("bytes") or b"", settings)
             kind = msg.get("type")
             if kind == "samples":
-                ack = await _store(writer, msg, settings, owner)
+                ack = await _store(writer, msg, settings, me)
                 await ws.send_text(orjson.dumps(ack).decode())
             elif kind == "ping":
                 await ws.send_text(orjson.dumps({"type": "pong", "t": msg.get("t")}).decode())
@@ -140,6 +140,11 @@ async def telemetry_ws(ws: WebSocket) -> None:
         await _refuse_ws(ws, r, f"participant {owner.participant_id}" if owner else "unauthenticated")
     except WebSocketDisconnect as d:
         close_code = d.code
+    except Exception:
+        # A bug or a lost store must still end in a close frame, not a drop.
+        log.exception("telemetry connection failed")
+        close_code = 1011
+        await _refuse_ws(ws, p.Refusal(1011, 500, "internal error; resend unacknowledged samples"), "error")
     finally:
         if owner is not None:
             try:

@@ -130,7 +130,7 @@ class IngestWriter:
             if not group:
                 continue
             results = await self._commit_with_retry(loop, group)
-            for req, res in zip(group, results):
+            for req, res in zip(group, results, strict=True):
                 if req.future.done():
                     continue
                 if isinstance(res, BaseException):
