@@ -9,14 +9,13 @@ import pytest
 from server.config import Settings
 from server.ingest import protocol as p
 from server.ingest.headline import headline
-from server.ingest.schema import Sample
+from server.ingest.schema import sample_adapter
 from server.sessions.tokens import TokenOwner
 from tests.support.samples import SCHEMA, sample
 
 
 def test_headline_uses_new_packets_not_retransmissions() -> None:
-    s = Sample.model_validate(sample(0))
-    h = headline(s)
+    h = headline(sample_adapter.validate_python(sample(0)))
     # audio 1 lost of 50; video 2 lost of 100 received of which 2 were RTX.
     assert h["audio_loss_in"] == pytest.approx(1 / 50)
     assert h["video_loss_in"] == pytest.approx(2 / 100)
@@ -28,7 +27,7 @@ def test_headline_uses_new_packets_not_retransmissions() -> None:
 
 def test_missing_figures_stay_null() -> None:
     bare = {"seq": 1, "startMs": sample(0)["startMs"], "intervalMs": 1000, "source": "python"}
-    h = headline(Sample.model_validate(bare))
+    h = headline(sample_adapter.validate_python(bare))
     assert all(v is None for v in h.values())
 
 

@@ -8,23 +8,26 @@ figures it comes from are missing: absence is never reported as zero.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from server.ingest.schema import Sample, StreamFigures
+Stream = Mapping[str, Any]
 
 
-def _loss(streams: Iterable[StreamFigures]) -> float | None:
+def _loss(streams: Iterable[Stream]) -> float | None:
     lost = 0
     received = 0
     seen = False
     for s in streams:
-        if s.packetsReceived is None or s.packetsLost is None:
+        got = s.get("packetsReceived")
+        lost_delta = s.get("packetsLost")
+        if got is None or lost_delta is None:
             continue
         seen = True
         # Retransmissions are counted in packetsReceived but are not new
         # media packets; leaving them in understates loss several-fold.
-        rx = s.packetsReceived - (s.retransmittedPacketsReceived or 0)
-        lost += max(s.packetsLost, 0)
+        rx = got - (s.get("retransmittedPacketsReceived") or 0)
+        lost += max(lost_delta, 0)
         received += max(rx, 0)
     if not seen:
         return None
@@ -42,18 +45,21 @@ def _max(values: Iterable[float | None]) -> float | None:
     return float(max(present)) if present else None
 
 
-def headline(sample: Sample) -> dict[str, float | None]:
-    inbound = [s for s in sample.streams if s.direction == "inbound"]
-    outbound = [s for s in sample.streams if s.direction == "outbound"]
-    audio_in = [s for s in inbound if s.kind == "audio"]
-    video_in = [s for s in inbound if s.kind == "video"]
+def headline(sample: Mapping[str, Any]) -> dict[str, float | None]:
+    """Headline figures of one validated (or raw, already valid) sample."""
+    streams: list[Stream] = sample.get("streams") or []
+    inbound = [s for s in streams if s["direction"] == "inbound"]
+    outbound = [s for s in streams if s["direction"] == "outbound"]
+    audio_in = [s for s in inbound if s["kind"] == "audio"]
+    video_in = [s for s in inbound if s["kind"] == "video"]
 
-    rtt = sample.connection.rttMs if sample.connection is not None else None
+    connection = sample.get("connection")
+    rtt = connection.get("rttMs") if connection else None
     if rtt is None:
-        rtt = _max(s.rttMs for s in sample.streams)
+        rtt = _max(s.get("rttMs") for s in streams)
 
-    concealed = _sum(s.concealedSamples for s in audio_in)
-    total_samples = _sum(s.totalSamplesReceived for s in audio_in)
+    concealed = _sum(s.get("concealedSamples") for s in audio_in)
+    total_samples = _sum(s.get("totalSamplesReceived") for s in audio_in)
     concealed_ratio: float | None = None
     if concealed is not None and total_samples:
         concealed_ratio = min(concealed / total_samples, 1.0)
@@ -62,14 +68,14 @@ def headline(sample: Sample) -> dict[str, float | None]:
 
     return {
         "rtt_ms": rtt,
-        "jitter_ms": _max(s.jitterMs for s in inbound),
+        "jitter_ms": _max(s.get("jitterMs") for s in inbound),
         "loss_in": _loss(inbound),
         "audio_loss_in": _loss(audio_in),
         "video_loss_in": _loss(video_in),
-        "bitrate_in_kbps": _sum(s.bitrateKbps for s in inbound),
-        "bitrate_out_kbps": _sum(s.bitrateKbps for s in outbound),
-        "fps_in": _max(s.framesPerSecond for s in video_in),
-        "frames_dropped_in": _sum(s.framesDropped for s in video_in),
-        "freeze_ms_in": _sum(s.totalFreezesDurationMs for s in video_in),
+        "bitrate_in_kbps": _sum(s.get("bitrateKbps") for s in inbound),
+        "bitrate_out_kbps": _sum(s.get("bitrateKbps") for s in outbound),
+        "fps_in": _max(s.get("framesPerSecond") for s in video_in),
+        "frames_dropped_in": _sum(s.get("framesDropped") for s in video_in),
+        "freeze_ms_in": _sum(s.get("totalFreezesDurationMs") for s in video_in),
         "concealed_ratio_in": concealed_ratio,
     }

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from server.config import Settings
 from server.ingest.headline import headline
-from server.ingest.schema import SCHEMA_ID, Batch, check_times
+from server.ingest.schema import SCHEMA_ID, Batch, batch_adapter, check_times
 from server.ingest.writer import EventRow, SampleRow, now_ms
 from server.sessions.tokens import TokenOwner
 
@@ -79,13 +79,13 @@ def validate_batch(msg: dict[str, Any], settings: Settings) -> Batch:
         raise refuse(TOO_LARGE, f"{len(samples)} samples in one batch; at most {settings.max_batch_samples}")
     if isinstance(events, list) and len(events) > settings.max_batch_events:
         raise refuse(TOO_LARGE, f"{len(events)} events in one batch; at most {settings.max_batch_events}")
+    for raw in samples if isinstance(samples, list) else ():
+        if isinstance(raw, dict) and "schema" in raw and raw["schema"] != SCHEMA_ID:
+            raise refuse(UNSUPPORTED_SCHEMA, f"sample seq {raw.get('seq')} has schema {raw['schema']!r}")
     try:
-        batch = Batch.model_validate(msg)
+        batch = batch_adapter.validate_python(msg)
     except ValidationError as e:
         raise refuse(INVALID, _first_error(e)) from None
-    for s in batch.samples:
-        if s.schema_ is not None and s.schema_ != SCHEMA_ID:
-            raise refuse(UNSUPPORTED_SCHEMA, f"sample seq {s.seq} has schema {s.schema_!r}")
     problem = check_times(batch)
     if problem:
         raise refuse(INVALID, problem)
@@ -99,15 +99,15 @@ def to_rows(
     received = origin_ms if origin_ms is not None else now_ms()
     raw_samples = msg.get("samples", [])
     samples: list[SampleRow] = []
-    for raw, s in zip(raw_samples, batch.samples, strict=True):
+    for raw, s in zip(raw_samples, batch.get("samples", ()), strict=True):
         h = headline(s)
         samples.append(
             (
                 owner.participant_id,
-                s.seq,
-                s.startMs,
-                s.intervalMs,
-                s.source,
+                s["seq"],
+                s["startMs"],
+                s["intervalMs"],
+                s["source"],
                 received,
                 h["rtt_ms"],
                 h["jitter_ms"],
@@ -125,18 +125,18 @@ def to_rows(
         )
     raw_events = msg.get("events", [])
     events: list[EventRow] = []
-    for raw, e in zip(raw_events, batch.events, strict=True):
+    for raw, e in zip(raw_events, batch.get("events", ()), strict=True):
         data = {k: v for k, v in raw.items() if k not in ("key", "kind", "tMs", "endMs", "severity")}
         events.append(
             (
                 owner.session_id,
                 owner.participant_id,
-                e.kind,
+                e["kind"],
                 "collector",
-                e.tMs,
-                e.endMs,
-                e.severity,
-                e.key,
+                e["tMs"],
+                e.get("endMs"),
+                e.get("severity"),
+                e["key"],
                 orjson.dumps(data).decode("utf-8"),
             )
         )

@@ -65,8 +65,8 @@ async def _store(writer: IngestWriter, msg: dict[str, Any], settings: Settings, 
     result: WriteResult = await writer.write(samples, events)
     return {
         "type": "ack",
-        "batch": batch.batch,
-        "seq": max((s.seq for s in batch.samples), default=None),
+        "batch": batch.get("batch"),
+        "seq": max((s["seq"] for s in batch.get("samples", ())), default=None),
         "stored": result.stored,
         "duplicates": result.duplicates,
         "events": result.events_stored,

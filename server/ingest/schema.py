@@ -1,8 +1,10 @@
-"""The ``bondline.sample/1`` telemetry contract, as pydantic models.
+"""The ``bondline.sample/1`` telemetry contract, as validated TypedDicts.
 
 docs/telemetry.md is the prose version of this file; keep them in step.
-Models are strict (no string-to-number coercion), so a message that passes
-validation can be stored exactly as it arrived, unknown fields included.
+Validation is strict (no string-to-number coercion), so a message that passes
+can be stored exactly as it arrived, unknown fields included. TypedDicts
+rather than models: validation yields plain dicts, about twice as fast as
+building model objects, and ingest is the hot path.
 Counters are per-interval deltas named after the W3C webrtc-stats counters
 they come from; rates and durations carry their unit in the name.
 """
@@ -10,9 +12,10 @@ they come from; rates and durations carry their unit in the name.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, TypeAdapter, with_config
+from typing_extensions import TypedDict
 
 SCHEMA_ID = "bondline.sample/1"
 
@@ -32,94 +35,109 @@ Label = Annotated[str, Field(max_length=128)]
 
 CandidateType = Literal["host", "srflx", "prflx", "relay"]
 
-
-class _Open(BaseModel):
-    # extra="allow": integrators may send figures we do not know yet; they are
-    # stored verbatim. strict: "5" is not 5, so stored JSON equals what passed.
-    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
+# extra="allow": integrators may send figures we do not know yet; they are
+# stored verbatim. strict: "5" is not 5, so stored JSON equals what passed.
+_OPEN = ConfigDict(extra="allow", strict=True)
 
 
-class StreamFigures(_Open):
+@with_config(_OPEN)
+class StreamFigures(TypedDict):
     kind: Literal["audio", "video"]
     direction: Literal["inbound", "outbound"]
-    id: Label | None = None
-    ssrc: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
-    rttMs: Ms | None = None
-    jitterMs: Ms | None = None
-    packetsReceived: Count | None = None
-    packetsLost: SignedCount | None = None
-    packetsSent: Count | None = None
-    retransmittedPacketsReceived: Count | None = None
-    lossFraction: Fraction | None = None
-    bitrateKbps: Kbps | None = None
-    framesDecoded: Count | None = None
-    framesDropped: Count | None = None
-    framesReceived: Count | None = None
-    framesEncoded: Count | None = None
-    framesSent: Count | None = None
-    framesPerSecond: Fps | None = None
-    freezeCount: Count | None = None
-    totalFreezesDurationMs: Ms | None = None
-    pauseCount: Count | None = None
-    totalPausesDurationMs: Ms | None = None
-    concealedSamples: Count | None = None
-    silentConcealedSamples: Count | None = None
-    totalSamplesReceived: Count | None = None
-    concealmentEvents: Count | None = None
-    audioLevel: Fraction | None = None
-    qualityLimitationReason: Literal["none", "cpu", "bandwidth", "other"] | None = None
-    nackCount: Count | None = None
-    pliCount: Count | None = None
-    firCount: Count | None = None
+    id: NotRequired[Label | None]
+    ssrc: NotRequired[Annotated[int, Field(ge=0, le=2**32 - 1)] | None]
+    rttMs: NotRequired[Ms | None]
+    jitterMs: NotRequired[Ms | None]
+    packetsReceived: NotRequired[Count | None]
+    packetsLost: NotRequired[SignedCount | None]
+    packetsSent: NotRequired[Count | None]
+    retransmittedPacketsReceived: NotRequired[Count | None]
+    lossFraction: NotRequired[Fraction | None]
+    bitrateKbps: NotRequired[Kbps | None]
+    framesDecoded: NotRequired[Count | None]
+    framesDropped: NotRequired[Count | None]
+    framesReceived: NotRequired[Count | None]
+    framesEncoded: NotRequired[Count | None]
+    framesSent: NotRequired[Count | None]
+    framesPerSecond: NotRequired[Fps | None]
+    freezeCount: NotRequired[Count | None]
+    totalFreezesDurationMs: NotRequired[Ms | None]
+    pauseCount: NotRequired[Count | None]
+    totalPausesDurationMs: NotRequired[Ms | None]
+    concealedSamples: NotRequired[Count | None]
+    silentConcealedSamples: NotRequired[Count | None]
+    totalSamplesReceived: NotRequired[Count | None]
+    concealmentEvents: NotRequired[Count | None]
+    audioLevel: NotRequired[Fraction | None]
+    qualityLimitationReason: NotRequired[Literal["none", "cpu", "bandwidth", "other"] | None]
+    nackCount: NotRequired[Count | None]
+    pliCount: NotRequired[Count | None]
+    firCount: NotRequired[Count | None]
 
 
-class ConnectionFacts(_Open):
-    state: Literal["new", "connecting", "connected", "disconnected", "failed", "closed"] | None = None
-    iceState: Literal["new", "checking", "connected", "completed", "disconnected", "failed", "closed"] | None = None
-    localCandidateType: CandidateType | None = None
-    remoteCandidateType: CandidateType | None = None
-    protocol: Literal["udp", "tcp"] | None = None
-    relayProtocol: Literal["udp", "tcp", "tls"] | None = None
-    rttMs: Ms | None = None
-    availableOutgoingBitrateKbps: Kbps | None = None
-    connections: Annotated[int, Field(ge=0, le=1000)] | None = None
+@with_config(_OPEN)
+class ConnectionFacts(TypedDict):
+    state: NotRequired[Literal["new", "connecting", "connected", "disconnected", "failed", "closed"] | None]
+    iceState: NotRequired[
+        Literal["new", "checking", "connected", "completed", "disconnected", "failed", "closed"] | None
+    ]
+    localCandidateType: NotRequired[CandidateType | None]
+    remoteCandidateType: NotRequired[CandidateType | None]
+    protocol: NotRequired[Literal["udp", "tcp"] | None]
+    relayProtocol: NotRequired[Literal["udp", "tcp", "tls"] | None]
+    rttMs: NotRequired[Ms | None]
+    availableOutgoingBitrateKbps: NotRequired[Kbps | None]
+    connections: NotRequired[Annotated[int, Field(ge=0, le=1000)] | None]
 
 
-class Sample(_Open):
-    schema_: Literal["bondline.sample/1"] | None = Field(default=None, alias="schema")
+@with_config(_OPEN)
+class Sample(TypedDict):
+    schema: NotRequired[Literal["bondline.sample/1"]]
     seq: Annotated[int, Field(ge=0, le=2**53)]
     startMs: Annotated[int, Field(ge=EARLIEST_MS, le=10**14)]
     intervalMs: Annotated[int, Field(ge=50, le=600_000)]
     source: Literal["browser", "python", "probe", "import"]
-    streams: Annotated[list[StreamFigures], Field(max_length=64)] = []
-    connection: ConnectionFacts | None = None
+    streams: NotRequired[Annotated[list[StreamFigures], Field(max_length=64)]]
+    connection: NotRequired[ConnectionFacts | None]
 
 
-class ClientEvent(_Open):
+@with_config(_OPEN)
+class ClientEvent(TypedDict):
     key: Annotated[str, Field(min_length=1, max_length=80)]
     kind: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,39}$")]
     tMs: Annotated[int, Field(ge=EARLIEST_MS, le=10**14)]
-    endMs: Annotated[int, Field(ge=EARLIEST_MS, le=10**14)] | None = None
-    severity: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    endMs: NotRequired[Annotated[int, Field(ge=EARLIEST_MS, le=10**14)] | None]
+    severity: NotRequired[Annotated[float, Field(ge=0, le=1e6)] | None]
 
 
-class Batch(_Open):
-    type: Literal["samples"] = "samples"
-    schema_: Literal["bondline.sample/1"] = Field(alias="schema")
-    batch: Annotated[int, Field(ge=0, le=2**53)] | None = None
-    samples: list[Sample] = []
-    events: list[ClientEvent] = []
+@with_config(_OPEN)
+class Batch(TypedDict):
+    type: NotRequired[Literal["samples"]]
+    schema: Literal["bondline.sample/1"]
+    batch: NotRequired[Annotated[int, Field(ge=0, le=2**53)] | None]
+    samples: NotRequired[list[Sample]]
+    events: NotRequired[list[ClientEvent]]
+
+
+batch_adapter: TypeAdapter[Batch] = TypeAdapter(Batch)
+sample_adapter: TypeAdapter[Sample] = TypeAdapter(Sample)
 
 
 def check_times(batch: Batch, now_ms: int | None = None) -> str | None:
     """Return a reason if any time lies implausibly far in the future."""
     limit = (now_ms if now_ms is not None else int(time.time() * 1000)) + FUTURE_SLACK_MS
-    for s in batch.samples:
-        if s.startMs > limit:
-            return f"sample seq {s.seq}: startMs is more than a day in the future"
-    for e in batch.events:
-        if e.tMs > limit:
-            return f"event {e.key}: tMs is more than a day in the future"
-        if e.endMs is not None and e.endMs < e.tMs:
-            return f"event {e.key}: endMs is before tMs"
+    for s in batch.get("samples", ()):
+        if s["startMs"] > limit:
+            return f"sample seq {s['seq']}: startMs is more than a day in the future"
+    for e in batch.get("events", ()):
+        if e["tMs"] > limit:
+            return f"event {e['key']}: tMs is more than a day in the future"
+        end = e.get("endMs")
+        if end is not None and end < e["tMs"]:
+            return f"event {e['key']}: endMs is before tMs"
     return None
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """A validated TypedDict viewed as a plain dict (for extra fields)."""
+    return dict(value)

@@ -1,0 +1,318 @@
+"""Ingest benchmark: simulated participants over real WebSockets.
+
+Starts a real ``bondline serve`` process on a fresh database, creates
+sessions through the API, then measures
+  1. flat out: a few connections sending 100-sample batches as fast as
+     acknowledgements come back (a window of batches in flight);
+  2. at 1 Hz: N participants each sending one sample a second, for several
+     N, with p50/p99 acknowledgement latency;
+and finally counts the stored rows against what was sent (lost and
+duplicate counts must both be 0).
+
+    .venv/bin/python bench/ingest.py [--participants 1000,2000,3000] [--pg URL]
+
+Load generators run in separate processes on the same machine, so they
+compete with the server for the two cores: the figures are conservative.
+The last line is ``ingest_samples_per_s: N`` (the flat-out figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.server import ServerProcess  # noqa: E402
+
+SCHEMA = "bondline.sample/1"
+T0 = int(time.time() * 1000) - 86_400_000
+
+
+def make_sample(seq: int) -> dict[str, Any]:
+    # About 700 bytes of JSON, like a browser sample with audio and video.
+    return {
+        "seq": seq,
+        "startMs": T0 + seq * 1000,
+        "intervalMs": 1000,
+        "source": "browser",
+        "streams": [
+            {"kind": "audio", "direction": "inbound", "id": "IT01A123", "packetsReceived": 50, "packetsLost": 0,
+             "jitterMs": 3.0, "bitrateKbps": 32.1, "concealedSamples": 0, "totalSamplesReceived": 48000,
+             "concealmentEvents": 0, "audioLevel": 0.05},
+            {"kind": "video", "direction": "inbound", "id": "IT01V456", "packetsReceived": 120, "packetsLost": 1,
+             "retransmittedPacketsReceived": 1, "jitterMs": 6.0, "bitrateKbps": 812.5, "framesDecoded": 30,
+             "framesDropped": 0, "framesPerSecond": 30.0, "freezeCount": 0, "totalFreezesDurationMs": 0.0},
+            {"kind": "audio", "direction": "outbound", "id": "OT01A789", "packetsSent": 50, "bitrateKbps": 33.0,
+             "rttMs": 21.0},
+            {"kind": "video", "direction": "outbound", "id": "OT01V012", "packetsSent": 118, "bitrateKbps": 790.0,
+             "framesEncoded": 30, "qualityLimitationReason": "none", "rttMs": 22.0},
+        ],
+        "connection": {"state": "connected", "iceState": "connected", "localCandidateType": "host",
+                       "remoteCandidateType": "host", "protocol": "udp", "rttMs": 21.5},
+    }
+
+
+def batch_json(seqs: range, batch_id: int) -> str:
+    return json.dumps({"type": "samples", "schema": SCHEMA, "batch": batch_id,
+                       "samples": [make_sample(s) for s in seqs]})
+
+
+async def _auth(ws_base: str, token: str) -> websockets.ClientConnection:
+    ws = await websockets.connect(ws_base + "/v1/telemetry", max_size=None, ping_interval=None)
+    await ws.send(json.dumps({"type": "auth", "token": token}))
+    welcome = json.loads(await ws.recv())
+    assert welcome["type"] == "welcome", welcome
+    return ws
+
+
+# ---- flat out ---------------------------------------------------------------
+
+async def _flat_conn(ws_base: str, token: str, seconds: float, batch_size: int, window: int) -> dict[str, int]:
+    ws = await _auth(ws_base, token)
+    sent = acked = dup = 0
+    seq = 0
+    in_flight = 0
+    deadline = time.monotonic() + seconds
+    pending: list[str] = []
+
+    def refill() -> None:
+        nonlocal seq
+        while len(pending) < window * 2:
+            pending.append(batch_json(range(seq, seq + batch_size), seq))
+            seq += batch_size
+
+    refill()
+    while time.monotonic() < deadline or in_flight:
+        while in_flight < window and time.monotonic() < deadline:
+            await ws.send(pending.pop(0))
+            sent += batch_size
+            in_flight += 1
+        ack = json.loads(await ws.recv())
+        assert ack["type"] == "ack", ack
+        acked += ack["stored"]
+        dup += ack["duplicates"]
+        in_flight -= 1
+        if len(pending) < window:
+            refill()
+    await ws.close()
+    return {"sent": sent, "acked": acked, "dup": dup}
+
+
+def _flat_worker(tokens: list[str], ws_base: str, seconds: float, batch_size: int, window: int,
+                 out: mp.Queue) -> None:  # type: ignore[type-arg]
+    async def run() -> list[dict[str, int]]:
+        return await asyncio.gather(*(_flat_conn(ws_base, t, seconds, batch_size, window) for t in tokens))
+
+    out.put(asyncio.run(run()))
+
+
+# ---- 1 Hz -------------------------------------------------------------------
+
+async def _hz_conn(ws_base: str, token: str, seconds: float, lat: list[float], counts: dict[str, int],
+                   start_at: float) -> None:
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    ws = await _auth(ws_base, token)
+    # Spread participants over the second, as real sessions are.
+    await asyncio.sleep(random.random())
+    sent_at: dict[int, float] = {}
+
+    async def reader() -> None:
+        async for raw in ws:
+            ack = json.loads(raw)
+            t = sent_at.pop(ack["batch"], None)
+            if t is not None:
+                lat.append(time.monotonic() - t)
+            counts["acked"] += ack["stored"]
+            counts["dup"] += ack["duplicates"]
+            if not sent_at and closing:
+                return
+
+    closing = False
+    task = asyncio.create_task(reader())
+    next_t = time.monotonic()
+    end = next_t + seconds
+    seq = 0
+    while next_t < end:
+        sent_at[seq] = time.monotonic()
+        await ws.send(batch_json(range(seq, seq + 1), seq))
+        counts["sent"] += 1
+        seq += 1
+        next_t += 1.0
+        await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+    closing = True
+    try:
+        await asyncio.wait_for(task, timeout=30)
+    except TimeoutError:
+        counts["unacked"] += len(sent_at)
+    await ws.close()
+
+
+def _hz_worker(tokens: list[str], ws_base: str, seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    async def run() -> tuple[list[float], dict[str, int]]:
+        lat: list[float] = []
+        counts = {"sent": 0, "acked": 0, "dup": 0, "unacked": 0}
+        t0 = time.monotonic() + 0.5
+        # Connect in a ramp rather than a thundering herd.
+        await asyncio.gather(*(
+            _hz_conn(ws_base, tok, seconds, lat, counts, t0 + i * (3.0 / max(len(tokens), 1)))
+            for i, tok in enumerate(tokens)
+        ))
+        return lat, counts
+
+    out.put(asyncio.run(run()))
+
+
+def _run_workers(target: Any, chunks: list[list[str]], *args: Any) -> list[Any]:
+    out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    procs = [mp.Process(target=target, args=(chunk, *args, out)) for chunk in chunks]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return results
+
+
+def create_tokens(server: ServerProcess, n: int) -> list[str]:
+    tokens: list[str] = []
+    with httpx.Client(base_url=server.base, headers=server.admin_headers, timeout=30) as c:
+        for i in range((n + 1) // 2):
+            r = c.post("/api/v1/sessions", json={"clinician": f"bench{i % 20}@example.org",
+                                                 "client_code": f"B-{i:05d}"})
+            r.raise_for_status()
+            tokens.extend(p["token"] for p in r.json()["participants"])
+    return tokens[:n]
+
+
+def stored_counts(db_url: str) -> tuple[int, int]:
+    """(rows, distinct (participant, seq)) straight from the store."""
+    if db_url.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("select count(*), count(distinct (participant_id, seq)) from sample").fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1])
+    con = sqlite3.connect(db_url)
+    try:
+        rows = con.execute("select count(*) from sample").fetchone()[0]
+        distinct = con.execute("select count(*) from (select distinct participant_id, seq from sample)").fetchone()[0]
+        return int(rows), int(distinct)
+    finally:
+        con.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1] if len(values) > 1 else values[0]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--participants", default="1000,2000,3000", help="comma list of N for the 1 Hz phase")
+    ap.add_argument("--hz-seconds", type=float, default=20.0, help="seconds each 1 Hz step runs")
+    ap.add_argument("--flat-seconds", type=float, default=10.0)
+    ap.add_argument("--flat-connections", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--window", type=int, default=4, help="batches in flight per connection when flat out")
+    ap.add_argument("--workers", type=int, default=2, help="load generator processes")
+    ap.add_argument("--pg", help="PostgreSQL server URL to create a scratch database on (default: SQLite)")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bondline-bench-"))
+    if args.pg:
+        import psycopg
+
+        name = f"bl_bench_{os.getpid()}"
+        with psycopg.connect(args.pg, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        db_url = args.pg.rpartition("/")[0] + "/" + name
+    else:
+        db_url = str(tmp / "bench.db")
+    steps = [int(x) for x in args.participants.split(",") if x]
+    server = ServerProcess(
+        db_url=db_url,
+        log_path=tmp / "server.log",
+        # The per-connection rate limit is policy, not capacity: lift it here.
+        env={"BONDLINE_RATE_MESSAGES_PER_S": "100000", "BONDLINE_RATE_BURST": "100000"},
+    ).start()
+    try:
+        print(f"store: {'postgresql' if args.pg else 'sqlite'}  server pid {server.proc.pid if server.proc else '?'}"
+              f"  cores: {os.cpu_count()}", flush=True)
+        need = max(steps, default=0) + args.flat_connections
+        t = time.monotonic()
+        tokens = create_tokens(server, need)
+        print(f"created {len(tokens)} participants in {time.monotonic() - t:.1f}s", flush=True)
+        total_sent = 0
+
+        # Flat out.
+        flat_tokens = tokens[: args.flat_connections]
+        chunks = [flat_tokens[i:: args.workers] for i in range(args.workers)]
+        t = time.monotonic()
+        res = _run_workers(_flat_worker, chunks, server.ws, args.flat_seconds, args.batch, args.window)
+        elapsed = time.monotonic() - t
+        flat = [r for chunk in res for r in chunk]
+        acked = sum(r["acked"] for r in flat)
+        dup = sum(r["dup"] for r in flat)
+        total_sent += sum(r["sent"] for r in flat)
+        rate = acked / elapsed
+        print(f"flat out: {args.flat_connections} connections x {args.batch}-sample batches, window "
+              f"{args.window}: {acked} samples acked in {elapsed:.1f}s = {rate:,.0f} samples/s, "
+              f"duplicates {dup}", flush=True)
+
+        # 1 Hz steps; every step uses participants that have sent nothing yet,
+        # so any duplicate the store reports is a real one.
+        held = 0
+        pool = tokens[args.flat_connections:]
+        used = 0
+        for n in steps:
+            if used + n > len(pool):
+                extra = create_tokens(server, used + n - len(pool))
+                pool += extra
+            step_tokens = pool[used: used + n]
+            used += n
+            chunks = [step_tokens[i:: args.workers] for i in range(args.workers)]
+            res = _run_workers(_hz_worker, chunks, server.ws, args.hz_seconds)
+            lat = [x for r in res for x in r[0]]
+            counts = {k: sum(r[1][k] for r in res) for k in ("sent", "acked", "dup", "unacked")}
+            total_sent += counts["sent"]
+            p50, p99 = pct(lat, 50) * 1000, pct(lat, 99) * 1000
+            ok = p99 < 250 and counts["unacked"] == 0 and counts["acked"] == counts["sent"]
+            if ok:
+                held = n
+            print(f"1 Hz: {n} participants for {args.hz_seconds:.0f}s: {counts['sent']} sent, "
+                  f"{counts['acked']} acked, unacked {counts['unacked']}, duplicates {counts['dup']}; "
+                  f"ack latency p50 {p50:.1f} ms, p99 {p99:.1f} ms -> {'held' if ok else 'NOT held'}", flush=True)
+        rows, distinct = stored_counts(db_url)
+        print(f"store check: sent {total_sent} distinct samples, stored {rows} rows, {distinct} distinct: "
+              f"lost {total_sent - distinct}, duplicates {rows - distinct}", flush=True)
+        print(f"participants_held_at_1hz: {held}")
+        print(f"ingest_samples_per_s: {rate:.0f}")
+    finally:
+        server.stop()
+        if args.pg:
+            import psycopg
+
+            with psycopg.connect(args.pg, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
