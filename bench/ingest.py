@@ -216,6 +216,46 @@ def stored_counts(db_url: str) -> tuple[int, int]:
         con.close()
 
 
+def readback(server: ServerProcess, db_url: str) -> str:
+    """Store a 60-minute two-party session and time reading it back for a report."""
+    s = httpx.post(server.base + "/api/v1/sessions", json={"clinician": "rb@example.org", "client_code": "RB-1"},
+                   headers=server.admin_headers).json()
+
+    async def fill(token: str) -> None:
+        ws = await _auth(server.ws, token)
+        for start in range(0, 3600, 500):
+            await ws.send(batch_json(range(start, min(start + 500, 3600)), start))
+            json.loads(await ws.recv())
+        await ws.close()
+
+    async def both() -> None:
+        await asyncio.gather(*(fill(p["token"]) for p in s["participants"]))
+
+    asyncio.run(both())
+    from sqlalchemy import select
+
+    from server.config import normalise_database_url
+    from server.store import tables as t
+    from server.store.db import make_engine
+
+    engine = make_engine(normalise_database_url(db_url))
+    cols = [t.sample.c.seq, t.sample.c.t_ms, t.sample.c.rtt_ms, t.sample.c.jitter_ms, t.sample.c.loss_in,
+            t.sample.c.fps_in, t.sample.c.freeze_ms_in, t.sample.c.concealed_ratio_in]
+    timings = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        with engine.connect() as conn:
+            pids = [r[0] for r in conn.execute(select(t.participant.c.id).where(t.participant.c.session_id == s["id"]))]
+            n = 0
+            for pid in pids:
+                rows = conn.execute(select(*cols).where(t.sample.c.participant_id == pid).order_by(t.sample.c.seq))
+                n += len(rows.all())
+        timings.append((time.perf_counter() - t0) * 1000)
+    engine.dispose()
+    return f"report read-back: {n} samples (60 min, two parties) in {min(timings):.1f} ms (best of 5), " \
+           f"median {statistics.median(timings):.1f} ms"
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -299,6 +339,8 @@ def main() -> int:
             print(f"1 Hz: {n} participants for {args.hz_seconds:.0f}s: {counts['sent']} sent, "
                   f"{counts['acked']} acked, unacked {counts['unacked']}, duplicates {counts['dup']}; "
                   f"ack latency p50 {p50:.1f} ms, p99 {p99:.1f} ms -> {'held' if ok else 'NOT held'}", flush=True)
+        print(readback(server, db_url), flush=True)
+        total_sent += 7200
         rows, distinct = stored_counts(db_url)
         print(f"store check: sent {total_sent} distinct samples, stored {rows} rows, {distinct} distinct: "
               f"lost {total_sent - distinct}, duplicates {rows - distinct}", flush=True)
