@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/bondline serve --host $(HOST) --port $(PORT)
+	$(BIN)/bondline serve --demo --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed
 	bash scripts/install-system-deps.sh

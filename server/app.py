@@ -9,12 +9,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from plugin.routes import router as plugin_router
 from server import __version__
+from server.accounts.wiring import install_accounts
 from server.config import Settings, get_settings
 from server.ingest.routes import router as ingest_router
 from server.ingest.writer import IngestWriter
+from server.reports.routes import router as reports_router
 from server.sessions.api import router as sessions_router
+from server.sidecar.routes import router as sidecar_router
 from server.store.db import make_engine, upgrade
+from server.surveys.routes import router as surveys_router
 from server.web.routes import router as web_router
 
 log = logging.getLogger("bondline")
@@ -53,4 +58,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(ingest_router)
     app.include_router(sessions_router)
     app.include_router(web_router)
+    app.include_router(sidecar_router)  # before plugin_router: its /plugin/{name} would shadow ours
+    app.include_router(plugin_router)
+    app.include_router(surveys_router)
+    app.include_router(reports_router)
+    install_accounts(app, engine, settings)
     return app

@@ -30,10 +30,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.demo.cli import mark_demo, prepare_serve
 
+    prepare_serve(args)
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
+    mark_demo(app, args)
     print(f"Bondline {__version__} on http://{args.host}:{args.port}/  (store: {settings.sqlalchemy_url})",
           flush=True)
     uvicorn.run(
@@ -75,6 +78,8 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--demo", action="store_true", help="serve the synthetic demo caseload (./bondline-demo.db "
+                       "unless --db is given; generated if missing) with a DEMO banner on every page")
     _add_db_option(serve)
     serve.set_defaults(handler=cmd_serve)
 
@@ -86,7 +91,44 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up.set_defaults(handler=cmd_db_upgrade)
 
 
-REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [register_core]
+def register_accounts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from server.accounts.cli import register
+
+    register(sub)
+
+
+def register_plugin_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from plugin.importer import register
+
+    register(sub)
+
+
+def register_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from server.demo.cli import register
+
+    register(sub)
+
+
+def register_surveys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from server.surveys.cli import register
+
+    register(sub)
+
+
+def register_sidecar(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from server.sidecar.cli import register
+
+    register(sub)
+
+
+REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    register_core,
+    register_accounts,
+    register_plugin_import,
+    register_demo,
+    register_surveys,
+    register_sidecar,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,6 +45,52 @@ class Settings(BaseSettings):
         default=None, description="Base URL the server is reached at, used in plugin snippets."
     )
 
+    # Accounts and security (server/accounts, server/security; docs/security.md).
+    allowed_origins: str = Field(
+        default="",
+        description="Comma-separated browser origins (https://platform.example) allowed to load the plugin "
+        "script cross-origin and to send telemetry; '*' allows any. Same-origin pages and clients that send "
+        "no Origin header (non-browser collectors) are always allowed.",
+    )
+    first_admin_email: str = Field(
+        default="admin@localhost",
+        description="Email of the admin account created, with a printed one-time password, when none exists.",
+    )
+    login_idle_minutes: float = Field(default=120.0, gt=0, description="A login ends after this long unused.")
+    login_max_hours: float = Field(default=12.0, gt=0, description="A login ends this long after it began.")
+    login_max_failures: int = Field(
+        default=5, gt=0, description="Failed logins for one email within the window before it is throttled."
+    )
+    login_ip_max_failures: int = Field(
+        default=30, gt=0, description="Failed logins from one address within the window before it is throttled."
+    )
+    login_window_minutes: float = Field(default=15.0, gt=0, description="Window of the login throttle.")
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Force the Secure cookie flag on or off; by default it is set when the request is HTTPS "
+        "(or public_url is https).",
+    )
+
+    # Surveys and ratings (server/surveys; docs/surveys.md, docs/instruments.md).
+    survey_link_ttl_hours: float = Field(
+        default=72.0, gt=0, description="Hours after a session ends that its survey links keep working."
+    )
+    survey_link_max_age_days: float = Field(
+        default=30.0, gt=0, description="Survey links of a session that never ends stop this long after it was "
+        "created (or scheduled, if later).",
+    )
+    instruments_dir: str | None = Field(
+        default=None, description="Directory of a clinic's own instrument files, added to the built-in ones."
+    )
+    survey_client_instruments: list[str] = Field(
+        default=["wai-sr-client", "bondline-telehealth"],
+        description="Instrument ids the client's survey asks for when a session does not choose (JSON list).",
+    )
+    survey_therapist_instruments: list[str] = Field(
+        default=["wai-sr-therapist"],
+        description="Instrument ids the therapist's survey asks for when a session does not choose (JSON list).",
+    )
+
     @property
     def sqlalchemy_url(self) -> str:
         return normalise_database_url(self.database_url)
@@ -62,3 +108,16 @@ def normalise_database_url(url: str) -> str:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_markdown() -> str:
+    """The settings table of docs/operations.md (``python -m server.config``)."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = "(none)" if field.default is None else f"`{field.default}`"
+        lines.append(f"| `BONDLINE_{name.upper()}` | {default} | {field.description or ''} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_markdown())

@@ -47,8 +47,12 @@ def _authenticate(request_app: Any, token: object) -> tuple[TokenOwner, int | No
             owner = resolve_token(conn, settings, token, now_ms())
         except TokenError as e:
             raise p.refuse(p.EXPIRED if e.expired else p.UNAUTHORIZED, str(e)) from None
+        # Probe samples have their own seq range (docs/probe.md, "Samples"):
+        # a collector continues after its own last seq, not after theirs.
         last = conn.execute(
-            select(func.max(t.sample.c.seq)).where(t.sample.c.participant_id == owner.participant_id)
+            select(func.max(t.sample.c.seq)).where(
+                t.sample.c.participant_id == owner.participant_id, t.sample.c.source != "probe"
+            )
         ).scalar()
         # The first collector to connect marks the session as started.
         conn.execute(

@@ -95,6 +95,7 @@ class IngestWriter:
         self._event_sql = _insert_sql("event", EVENT_COLUMNS, paramstyle, "(participant_id, client_key)")
         self.commits = 0
         self.rows = 0
+        self.slow_commit_s = 2.0
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -142,15 +143,18 @@ class IngestWriter:
         self, loop: asyncio.AbstractEventLoop, group: list[_Request]
     ) -> list[WriteResult | BaseException]:
         delay = 0.05
+        failed_since: float | None = None
         while True:
             try:
-                results: list[WriteResult | BaseException] = list(
-                    await loop.run_in_executor(self._executor, self._commit, group)
-                )
+                results: list[WriteResult | BaseException] = list(await self._watched_commit(loop, group))
+                if failed_since is not None:
+                    log.warning("ingest store available again after %.1fs; delayed acks sent",
+                                time.monotonic() - failed_since)
                 return results
             except (exc.OperationalError, exc.InterfaceError) as e:
                 # Database busy, locked or unreachable: keep the waiters (and
                 # their connections) and try again; acks are only delayed.
+                failed_since = failed_since if failed_since is not None else time.monotonic()
                 log.warning("ingest store unavailable, retrying in %.2fs: %s", delay, e.orig or e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -163,6 +167,21 @@ class IngestWriter:
                 for req in group:
                     out.extend(await self._commit_with_retry(loop, [req]))
                 return out
+
+    async def _watched_commit(self, loop: asyncio.AbstractEventLoop, group: list[_Request]) -> list[WriteResult]:
+        """Run one commit; say so in the log while it waits on a locked or
+        stalled store (SQLite's busy timeout waits silently otherwise)."""
+        fut = loop.run_in_executor(self._executor, self._commit, group)
+        waited = 0.0
+        while True:
+            done, _ = await asyncio.wait({fut}, timeout=self.slow_commit_s)
+            if done:
+                if waited:
+                    log.warning("ingest store answered after %.1fs; delayed acks sent", waited)
+                return fut.result()
+            waited += self.slow_commit_s
+            log.warning("ingest store busy: a commit has waited %.0fs (database locked or stalled); "
+                        "connections are kept and acks delayed", waited)
 
     def _commit(self, group: list[_Request]) -> list[WriteResult]:
         out: list[WriteResult] = []

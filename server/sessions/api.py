@@ -1,4 +1,8 @@
-"""Sessions JSON API under /api/v1 (admin key required)."""
+"""Sessions JSON API under /api/v1.
+
+An API key caller (admin or integrator) reaches every session; a clinician
+logged in with a cookie only their own (server.accounts.deps.api_identity).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,20 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, EmailStr, Field
 
-from server.access import require_admin
+from server.accounts.deps import api_identity
+from server.accounts.identity import Identity
+from server.audit.log import record_view
 from server.sessions import service
+from server.surveys.links import SurveyLinkOut, create_for_new_session
 from server.timeutil import from_datetime, to_iso
 
-router = APIRouter(prefix="/api/v1", tags=["sessions"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api/v1", tags=["sessions"], responses={401: {}, 403: {}})
+Caller = Annotated[Identity | None, Depends(api_identity)]
+
+
+def _scope(identity: Identity | None) -> int | None:
+    """The clinician filter for this caller: None (every row) for key callers."""
+    return identity.clinician_id if identity is not None else None
 
 ClientCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
@@ -22,6 +35,9 @@ class SessionCreate(BaseModel):
     client_code: ClientCode = Field(description="Pseudonymous client code (never a name); created if new.")
     platform: str = Field(default="", max_length=100)
     scheduled_at: datetime | None = None
+    survey_instruments: dict[Literal["client", "therapist"], list[str]] | None = Field(
+        default=None, description="Instrument ids each respondent's survey asks for; default: the server's set."
+    )
 
 
 class ParticipantAccess(BaseModel):
@@ -45,6 +61,7 @@ class SessionOut(BaseModel):
 
 class SessionCreated(SessionOut):
     participants: list[ParticipantAccess]
+    survey_links: list[SurveyLinkOut]
 
 
 class SampleOut(BaseModel):
@@ -101,10 +118,13 @@ def base_url(request: Request) -> str:
 
 
 @router.post("/sessions", status_code=201, response_model=SessionCreated)
-def create_session(body: SessionCreate, request: Request) -> SessionCreated:
+def create_session(body: SessionCreate, request: Request, identity: Caller) -> SessionCreated:
     """Create a session (and the client code if new). The response holds one
-    ingest token per role; they are stored hashed and never shown again."""
+    ingest token per role; they are stored hashed and never shown again.
+    A logged-in clinician may create sessions only for themselves."""
     engine = request.app.state.engine
+    if identity is not None and str(body.clinician).strip().lower() != identity.email:
+        raise HTTPException(403, "clinicians create sessions only for themselves")
     with engine.begin() as conn:
         clinician_id = service.ensure_clinician(conn, str(body.clinician))
         created = service.create_session(
@@ -115,10 +135,14 @@ def create_session(body: SessionCreate, request: Request) -> SessionCreated:
             scheduled_ms=from_datetime(body.scheduled_at) if body.scheduled_at else None,
         )
         row = service.get_session_row(conn, created.session_id)
+        links = create_for_new_session(
+            conn, request, created.session_id, body.survey_instruments, row.created_ms
+        )
     base = base_url(request)
     out = session_out(row)
     return SessionCreated(
         **out.model_dump(),
+        survey_links=links,
         participants=[
             ParticipantAccess(role=role, token=token, snippet=plugin_snippet(base, token))  # type: ignore[arg-type]
             for role, token in created.tokens.items()
@@ -129,45 +153,52 @@ def create_session(body: SessionCreate, request: Request) -> SessionCreated:
 @router.get("/sessions", response_model=list[SessionOut])
 def list_sessions(
     request: Request,
+    identity: Caller,
     client_code: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[SessionOut]:
     with request.app.state.engine.connect() as conn:
-        rows = service.list_session_rows(conn, client_code=client_code, limit=limit, offset=offset)
+        rows = service.list_session_rows(
+            conn, clinician_id=_scope(identity), client_code=client_code, limit=limit, offset=offset
+        )
     return [session_out(r) for r in rows]
 
 
-def _get(request: Request, session_id: int) -> SessionOut:
+def _get(request: Request, session_id: int, identity: Identity | None) -> SessionOut:
     with request.app.state.engine.connect() as conn:
         try:
-            return session_out(service.get_session_row(conn, session_id))
+            return session_out(service.get_session_row(conn, session_id, _scope(identity)))
         except service.NotFound as e:
             raise HTTPException(404, str(e)) from None
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut)
-def get_session(session_id: int, request: Request) -> SessionOut:
-    return _get(request, session_id)
+def get_session(session_id: int, request: Request, identity: Caller) -> SessionOut:
+    return _get(request, session_id, identity)
 
 
 @router.post("/sessions/{session_id}/{action}", response_model=SessionOut)
-def start_or_end(session_id: int, action: Literal["start", "end"], request: Request) -> SessionOut:
+def start_or_end(
+    session_id: int, action: Literal["start", "end"], request: Request, identity: Caller
+) -> SessionOut:
     """Mark the session started or ended. Ending starts the token expiry clock."""
     with request.app.state.engine.begin() as conn:
         try:
+            service.get_session_row(conn, session_id, _scope(identity))
             service.set_session_time(conn, session_id, action)
         except service.NotFound as e:
             raise HTTPException(404, str(e)) from None
         except service.Conflict as e:
             raise HTTPException(409, str(e)) from None
-    return _get(request, session_id)
+    return _get(request, session_id, identity)
 
 
 @router.get("/sessions/{session_id}/samples", response_model=list[SampleOut])
 def get_samples(
     session_id: int,
     request: Request,
+    identity: Caller,
     role: Literal["clinician", "client"] | None = None,
     after_seq: Annotated[int, Query(ge=-1)] = -1,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
@@ -176,7 +207,7 @@ def get_samples(
     out: list[SampleOut] = []
     with request.app.state.engine.connect() as conn:
         try:
-            service.get_session_row(conn, session_id)
+            service.get_session_row(conn, session_id, _scope(identity))
         except service.NotFound as e:
             raise HTTPException(404, str(e)) from None
         for r, pid in service.participants(conn, session_id).items():
@@ -189,17 +220,19 @@ def get_samples(
                         data=service.decode(s.data),
                     )
                 )
+    record_view(request, "view", session_id=session_id, detail="api samples")
     return out
 
 
 @router.get("/sessions/{session_id}/events", response_model=list[EventOut])
-def get_events(session_id: int, request: Request) -> list[EventOut]:
+def get_events(session_id: int, request: Request, identity: Caller) -> list[EventOut]:
     with request.app.state.engine.connect() as conn:
         try:
-            service.get_session_row(conn, session_id)
+            service.get_session_row(conn, session_id, _scope(identity))
         except service.NotFound as e:
             raise HTTPException(404, str(e)) from None
         rows = service.event_rows(conn, session_id)
+    record_view(request, "view", session_id=session_id, detail="api events")
     return [
         EventOut(
             id=e.id, role=e.role, kind=e.kind, origin=e.origin, t_ms=e.t_ms, end_ms=e.end_ms,

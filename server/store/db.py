@@ -51,11 +51,13 @@ def upgrade(url: str, revision: str = "heads") -> None:
 
 
 def current_revision(url: str) -> str | None:
+    """The applied revision heads, comma-separated (None before any)."""
     from alembic.runtime.migration import MigrationContext
 
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            heads = MigrationContext.configure(conn).get_current_heads()
     finally:
         engine.dispose()
+    return ",".join(sorted(heads)) or None

@@ -1,0 +1,1 @@
+"""Clinician accounts: login sessions, passwords, API keys and access rules."""

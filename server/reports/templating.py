@@ -1,0 +1,27 @@
+"""Templates of the report pages; they extend the web pages' base.html."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from starlette.responses import Response
+
+from server.web import routes as web
+
+_env = Environment(
+    loader=ChoiceLoader(
+        [FileSystemLoader(str(Path(__file__).parent / "templates")), web.templates.env.loader]  # type: ignore[list-item]
+    ),
+    autoescape=select_autoescape(default=True),
+)
+templates = Jinja2Templates(env=_env)
+
+
+def render(request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+    # Globals other areas add to base.html's environment (account links) reach ours too.
+    _env.globals.update(web.templates.env.globals)
+    return templates.TemplateResponse(request, name, context or {}, status_code=status_code)

@@ -1,0 +1,1 @@
+"""Response headers, origin checks and static assets shared by every page."""

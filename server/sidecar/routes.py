@@ -1,0 +1,198 @@
+"""Sidecar endpoints: the ``/v1/probe`` socket, the browser probe script, the
+pre-session connection check page and the API that makes its links."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, Field
+
+from media.pilot_opus import encode_cycle
+from server.accounts.deps import api_identity
+from server.accounts.identity import Identity
+from server.ingest import protocol as p
+from server.sessions import service
+from server.sessions.api import base_url
+from server.sidecar.config import get_probe_settings
+from server.sidecar.ice import ice_config
+from server.sidecar.links import create_check_link
+from server.sidecar.run import ACTIVE, CAPACITY, SidecarRun, authenticate_async, negotiate_profile
+from server.timeutil import now_ms, to_iso
+from server.web import routes as web_routes
+
+log = logging.getLogger("bondline.sidecar")
+router = APIRouter(tags=["probe"])
+
+JS_DIR = Path(__file__).resolve().parents[2] / "plugin" / "js"
+STATIC = Path(__file__).parent / "static"
+ASSETS = {
+    "bondline-probe.js": (JS_DIR / "bondline-probe.js", "text/javascript; charset=utf-8"),
+    "bondline-check.js": (STATIC / "bondline-check.js", "text/javascript; charset=utf-8"),
+    "bondline-check.css": (STATIC / "bondline-check.css", "text/css; charset=utf-8"),
+}
+# The check page extends the web pages' base.html.
+_env = Environment(
+    loader=ChoiceLoader([FileSystemLoader(str(Path(__file__).parent / "templates")),
+                         web_routes.templates.env.loader]),  # type: ignore[list-item]
+    autoescape=select_autoescape(default=True),
+)
+templates = Jinja2Templates(env=_env)
+
+
+async def _receive_json(ws: WebSocket, timeout: float, settings: Any) -> dict[str, Any] | None:
+    try:
+        message = await asyncio.wait_for(ws.receive(), timeout=timeout)
+    except TimeoutError:
+        raise p.refuse(p.AUTH_TIMEOUT, "no message in time") from None
+    if message["type"] == "websocket.disconnect":
+        return None
+    return p.parse_json(message.get("text") or message.get("bytes") or b"", settings)
+
+
+async def _send(ws: WebSocket, msg: dict[str, Any]) -> None:
+    await ws.send_text(orjson.dumps(msg).decode())
+
+
+async def _refuse(ws: WebSocket, r: p.Refusal, who: str) -> None:
+    log.info("probe refused (%s): %s", who, r)
+    try:
+        await _send(ws, {"type": "error", "code": r.ws_code, "reason": r.reason})
+        await ws.close(code=r.ws_code, reason=r.reason.encode()[:120].decode("utf-8", "ignore"))
+    except (RuntimeError, WebSocketDisconnect):
+        pass
+
+
+@router.websocket("/v1/probe")
+async def probe_ws(ws: WebSocket) -> None:
+    app = ws.app
+    settings = app.state.settings
+    limits = get_probe_settings()
+    await ws.accept()
+    run: SidecarRun | None = None
+    clean = False
+    reason = "client left"
+    try:
+        hello = await _receive_json(ws, settings.auth_timeout_s, settings)
+        if hello is None:
+            return
+        if hello.get("type") != "auth":
+            raise p.refuse(p.UNAUTHORIZED, 'the first message must be {"type": "auth", "token": ...}')
+        owner, mode = await authenticate_async(app, hello.get("token"))
+        if len(ACTIVE) >= limits.max_per_process:
+            raise p.refuse(CAPACITY, "this server is at its probe capacity; try again shortly")
+        await _send(ws, {"type": "welcome", "mode": mode, "session": owner.session_id, "role": owner.role,
+                         "iceServers": ice_config(limits), "checkDurationS": limits.check_duration_s,
+                         "limits": {"maxFps": limits.max_fps, "maxPingHz": limits.max_ping_hz}})
+        offer = await _receive_json(ws, settings.auth_timeout_s, settings)
+        if offer is None:
+            return
+        sdp = offer.get("sdp")
+        if offer.get("type") != "offer" or not isinstance(sdp, str) or "m=" not in sdp:
+            raise p.refuse(p.MALFORMED, 'expected {"type": "offer", "sdp": ...}')
+        profile = negotiate_profile(offer.get("profile"), mode, limits)
+        # The pilot's Opus packets are encoded once per process; not on the event loop.
+        await asyncio.to_thread(encode_cycle, profile.ptime_ms)
+        run = SidecarRun(app, owner, mode, profile, limits)
+        ACTIVE[run.run] = run
+        try:
+            answer = await run.endpoint.make_answer(sdp)
+        except Exception as e:  # noqa: BLE001 - aiortc raises many kinds for an unusable offer
+            raise p.refuse(p.INVALID, f"could not use the offer: {e}") from None
+        await _send(ws, {"type": "answer", "sdp": answer, "run": run.run, "profile": profile.to_dict()})
+        run.answered = True
+        resume = offer.get("resume")
+        if mode == "probe":
+            if isinstance(resume, str) and resume:
+                run.event("probe.reconnect", previousRun=resume[:40])
+            run.event("probe.start", agent=str(offer.get("agent", ""))[:40], profile=profile.to_dict())
+        if not await run.endpoint.wait_connected(limits.connect_timeout_s):
+            reason = "media did not connect"
+            if mode == "check":
+                await _send(ws, {"type": "summary", "summary": {}, "verdict": run.judge()})
+            raise p.refuse((4504, 504), "the probe's media did not connect in time (firewall or no route?)")
+        run.connected = True
+        run.endpoint.start(run.on_interval)
+        await _send(ws, {"type": "connected", "run": run.run})
+        clean = await run.converse(ws)
+        reason = "bye" if clean else reason
+        if clean:
+            await ws.close(1000)
+    except p.Refusal as r:
+        reason = r.reason
+        await _refuse(ws, r, f"participant {run.owner.participant_id}" if run else "unauthenticated")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if run is not None:
+            ACTIVE.pop(run.run, None)
+            try:
+                await run.finish(clean, reason)
+            except Exception:  # noqa: BLE001 - closing must not mask the socket's outcome
+                log.exception("probe %s: finishing failed", run.run)
+
+
+@lru_cache(maxsize=8)
+def _asset(name: str, mtime_ns: int) -> tuple[bytes, str]:
+    # Keyed on mtime so an edited file is served fresh without a restart.
+    body = ASSETS[name][0].read_bytes()
+    return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+@router.get("/plugin/bondline-probe.js", include_in_schema=False)
+@router.get("/plugin/bondline-check.js", include_in_schema=False)
+@router.get("/plugin/bondline-check.css", include_in_schema=False)
+def probe_asset(request: Request) -> Response:
+    name = request.url.path.rsplit("/", 1)[1]
+    path, media_type = ASSETS[name]
+    body, etag = _asset(name, path.stat().st_mtime_ns)
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=300, must-revalidate"}
+    if etag in (m.strip() for m in request.headers.get("if-none-match", "").split(",")):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+@router.get("/check/{token}", response_class=HTMLResponse, include_in_schema=False)
+def check_page(token: str, request: Request) -> HTMLResponse:
+    """The connection check a client opens before the session (no account).
+    The link itself is checked when the probe starts, so an expired or
+    unknown one gets its message there, in the page's own words."""
+    return templates.TemplateResponse(request, "check.html", {"duration": get_probe_settings().check_duration_s})
+
+
+class CheckLinkOut(BaseModel):
+    url: str = Field(description="Send this to the client; it opens the connection check. Shown only once.")
+    role: str
+    expires_at: str | None
+
+
+class CheckLinkIn(BaseModel):
+    role: Literal["client", "clinician"] = "client"
+
+
+@router.post("/api/v1/sessions/{session_id}/probe/check-link", response_model=CheckLinkOut, status_code=201,
+             summary="Create a pre-session connection check link")
+def make_check_link(session_id: int, request: Request,
+                    identity: Annotated[Identity | None, Depends(api_identity)],
+                    body: CheckLinkIn | None = None) -> CheckLinkOut:
+    """A link the client (or clinician) opens before the session to check
+    their connection for video. The result is stored on the session as an
+    event of kind ``probe.check``."""
+    role = body.role if body else "client"
+    with request.app.state.engine.begin() as conn:
+        try:
+            service.get_session_row(conn, session_id, identity.clinician_id if identity else None)
+        except service.NotFound:
+            raise HTTPException(404, f"no session {session_id}") from None
+        link = create_check_link(conn, session_id, role, now_ms(), get_probe_settings().check_link_days)
+    return CheckLinkOut(url=f"{base_url(request)}/check/{link.token}", role=role, expires_at=to_iso(link.expires_ms))
+
