@@ -5,7 +5,8 @@ sessions through the API, then measures
   1. flat out: a few connections sending 100-sample batches as fast as
      acknowledgements come back (a window of batches in flight);
   2. at 1 Hz: N participants each sending one sample a second, for several
-     N, with p50/p99 acknowledgement latency;
+     N, with p50/p99 acknowledgement latency in the steady state (after
+     all have connected, at --ramp connections a second);
 and finally counts the stored rows against what was sent (lost and
 duplicate counts must both be 0).
 
@@ -24,6 +25,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import resource
 import sqlite3
 import statistics
 import sys
@@ -71,8 +73,12 @@ def batch_json(seqs: range, batch_id: int) -> str:
                        "samples": [make_sample(s) for s in seqs]})
 
 
+COMPRESSION: str | None = "deflate"
+
+
 async def _auth(ws_base: str, token: str) -> websockets.ClientConnection:
-    ws = await websockets.connect(ws_base + "/v1/telemetry", max_size=None, ping_interval=None)
+    ws = await websockets.connect(ws_base + "/v1/telemetry", max_size=None, ping_interval=None,
+                                  compression=COMPRESSION)
     await ws.send(json.dumps({"type": "auth", "token": token}))
     welcome = json.loads(await ws.recv())
     assert welcome["type"] == "welcome", welcome
@@ -122,29 +128,29 @@ def _flat_worker(tokens: list[str], ws_base: str, seconds: float, batch_size: in
 
 # ---- 1 Hz -------------------------------------------------------------------
 
-async def _hz_conn(ws_base: str, token: str, seconds: float, lat: list[float], counts: dict[str, int],
-                   start_at: float) -> None:
+async def _hz_conn(ws_base: str, token: str, start_at: float, measure_from: float, end: float,
+                   lat: list[float], counts: dict[str, int]) -> None:
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     ws = await _auth(ws_base, token)
+    counts["connected"] += 1
     # Spread participants over the second, as real sessions are.
     await asyncio.sleep(random.random())
     sent_at: dict[int, float] = {}
+    closing = False
 
     async def reader() -> None:
         async for raw in ws:
             ack = json.loads(raw)
             t = sent_at.pop(ack["batch"], None)
-            if t is not None:
+            if t is not None and t >= measure_from:
                 lat.append(time.monotonic() - t)
             counts["acked"] += ack["stored"]
             counts["dup"] += ack["duplicates"]
             if not sent_at and closing:
                 return
 
-    closing = False
     task = asyncio.create_task(reader())
     next_t = time.monotonic()
-    end = next_t + seconds
     seq = 0
     while next_t < end:
         sent_at[seq] = time.monotonic()
@@ -161,16 +167,23 @@ async def _hz_conn(ws_base: str, token: str, seconds: float, lat: list[float], c
     await ws.close()
 
 
-def _hz_worker(tokens: list[str], ws_base: str, seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def _hz_worker(tokens: list[str], ws_base: str, seconds: float, ramp_per_s: float, n_total: int,
+               out: mp.Queue) -> None:  # type: ignore[type-arg]
     async def run() -> tuple[list[float], dict[str, int]]:
         lat: list[float] = []
-        counts = {"sent": 0, "acked": 0, "dup": 0, "unacked": 0}
+        counts = {"sent": 0, "acked": 0, "dup": 0, "unacked": 0, "connected": 0, "cpu_ms": 0}
         t0 = time.monotonic() + 0.5
-        # Connect in a ramp rather than a thundering herd.
+        # Connect in a ramp (as a clinic's sessions start), then measure the
+        # steady state once every participant is connected and sending.
+        ramp = n_total / ramp_per_s
+        measure_from = t0 + ramp + 2.0
+        end = measure_from + seconds
         await asyncio.gather(*(
-            _hz_conn(ws_base, tok, seconds, lat, counts, t0 + i * (3.0 / max(len(tokens), 1)))
+            _hz_conn(ws_base, tok, t0 + i * ramp / max(len(tokens), 1), measure_from, end, lat, counts)
             for i, tok in enumerate(tokens)
         ))
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        counts["cpu_ms"] = int((ru.ru_utime + ru.ru_stime) * 1000)
         return lat, counts
 
     out.put(asyncio.run(run()))
@@ -214,6 +227,15 @@ def stored_counts(db_url: str) -> tuple[int, int]:
         return int(rows), int(distinct)
     finally:
         con.close()
+
+
+def server_cpu(server: ServerProcess) -> float:
+    """CPU seconds the server process has used so far."""
+    import psutil
+
+    assert server.proc is not None
+    t = psutil.Process(server.proc.pid).cpu_times()
+    return float(t.user + t.system)
 
 
 def readback(server: ServerProcess, db_url: str) -> str:
@@ -265,15 +287,23 @@ def pct(values: list[float], q: float) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--participants", default="1000,2000,3000", help="comma list of N for the 1 Hz phase")
-    ap.add_argument("--hz-seconds", type=float, default=20.0, help="seconds each 1 Hz step runs")
+    ap.add_argument("--hz-seconds", type=float, default=20.0,
+                    help="seconds of steady state measured in each 1 Hz step, after the ramp")
+    ap.add_argument("--ramp", type=float, default=500.0, help="participants connecting per second in the ramp")
     ap.add_argument("--flat-seconds", type=float, default=10.0)
     ap.add_argument("--flat-connections", type=int, default=8)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--window", type=int, default=4, help="batches in flight per connection when flat out")
     ap.add_argument("--workers", type=int, default=2, help="load generator processes")
+    ap.add_argument("--sqlite-synchronous", default="FULL", choices=["FULL", "NORMAL", "OFF"])
+    ap.add_argument("--no-compression", action="store_true",
+                    help="do not negotiate permessage-deflate (browsers do; it costs both sides CPU)")
     ap.add_argument("--pg", help="PostgreSQL server URL to create a scratch database on (default: SQLite)")
     args = ap.parse_args()
 
+    global COMPRESSION
+    if args.no_compression:
+        COMPRESSION = None
     tmp = Path(tempfile.mkdtemp(prefix="bondline-bench-"))
     if args.pg:
         import psycopg
@@ -290,17 +320,48 @@ def main() -> int:
         db_url=db_url,
         log_path=tmp / "server.log",
         # The per-connection rate limit is policy, not capacity: lift it here.
-        env={"BONDLINE_RATE_MESSAGES_PER_S": "100000", "BONDLINE_RATE_BURST": "100000"},
+        env={"BONDLINE_RATE_MESSAGES_PER_S": "100000", "BONDLINE_RATE_BURST": "100000",
+             "BONDLINE_SQLITE_SYNCHRONOUS": args.sqlite_synchronous},
     ).start()
     try:
-        print(f"store: {'postgresql' if args.pg else 'sqlite'}  server pid {server.proc.pid if server.proc else '?'}"
-              f"  cores: {os.cpu_count()}", flush=True)
+        store = "postgresql" if args.pg else "sqlite synchronous=" + args.sqlite_synchronous
+        print(f"store: {store}  server pid {server.proc.pid if server.proc else '?'}"
+              f"  cores: {os.cpu_count()}  websocket compression: {COMPRESSION or 'off'}", flush=True)
         need = max(steps, default=0) + args.flat_connections
         t = time.monotonic()
         tokens = create_tokens(server, need)
         print(f"created {len(tokens)} participants in {time.monotonic() - t:.1f}s", flush=True)
         total_sent = 0
 
+        # 1 Hz steps; every step uses participants that have sent nothing yet,
+        # so any duplicate the store reports is a real one.
+        held = 0
+        pool = tokens[args.flat_connections:]
+        rate = 0.0
+        used = 0
+        for n in steps:
+            if used + n > len(pool):
+                extra = create_tokens(server, used + n - len(pool))
+                pool += extra
+            step_tokens = pool[used: used + n]
+            used += n
+            chunks = [step_tokens[i:: args.workers] for i in range(args.workers)]
+            cpu0, wall0 = server_cpu(server), time.monotonic()
+            res = _run_workers(_hz_worker, chunks, server.ws, args.hz_seconds, args.ramp, n)
+            server_share = (server_cpu(server) - cpu0) / (time.monotonic() - wall0)
+            lat = [x for r in res for x in r[0]]
+            counts = {k: sum(r[1][k] for r in res) for k in ("sent", "acked", "dup", "unacked", "connected", "cpu_ms")}
+            total_sent += counts["sent"]
+            p50, p99 = pct(lat, 50) * 1000, pct(lat, 99) * 1000
+            ok = p99 < 250 and counts["unacked"] == 0 and counts["acked"] == counts["sent"]
+            if ok:
+                held = n
+            print(f"1 Hz: {n} participants ({counts['connected']} connected, ramp {args.ramp:g}/s), "
+                  f"steady state {args.hz_seconds:.0f}s: {counts['sent']} sent, "
+                  f"{counts['acked']} acked, unacked {counts['unacked']}, duplicates {counts['dup']}; "
+                  f"ack latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; server CPU {server_share:.0%} of a core, "
+                  f"load generators {counts['cpu_ms'] / 1000 / (time.monotonic() - wall0):.0%} "
+                  f"-> {'held' if ok else 'NOT held'}", flush=True)
         # Flat out.
         flat_tokens = tokens[: args.flat_connections]
         chunks = [flat_tokens[i:: args.workers] for i in range(args.workers)]
@@ -316,29 +377,6 @@ def main() -> int:
               f"{args.window}: {acked} samples acked in {elapsed:.1f}s = {rate:,.0f} samples/s, "
               f"duplicates {dup}", flush=True)
 
-        # 1 Hz steps; every step uses participants that have sent nothing yet,
-        # so any duplicate the store reports is a real one.
-        held = 0
-        pool = tokens[args.flat_connections:]
-        used = 0
-        for n in steps:
-            if used + n > len(pool):
-                extra = create_tokens(server, used + n - len(pool))
-                pool += extra
-            step_tokens = pool[used: used + n]
-            used += n
-            chunks = [step_tokens[i:: args.workers] for i in range(args.workers)]
-            res = _run_workers(_hz_worker, chunks, server.ws, args.hz_seconds)
-            lat = [x for r in res for x in r[0]]
-            counts = {k: sum(r[1][k] for r in res) for k in ("sent", "acked", "dup", "unacked")}
-            total_sent += counts["sent"]
-            p50, p99 = pct(lat, 50) * 1000, pct(lat, 99) * 1000
-            ok = p99 < 250 and counts["unacked"] == 0 and counts["acked"] == counts["sent"]
-            if ok:
-                held = n
-            print(f"1 Hz: {n} participants for {args.hz_seconds:.0f}s: {counts['sent']} sent, "
-                  f"{counts['acked']} acked, unacked {counts['unacked']}, duplicates {counts['dup']}; "
-                  f"ack latency p50 {p50:.1f} ms, p99 {p99:.1f} ms -> {'held' if ok else 'NOT held'}", flush=True)
         print(readback(server, db_url), flush=True)
         total_sent += 7200
         rows, distinct = stored_counts(db_url)

@@ -67,12 +67,14 @@ class ProbeAgent:
 
     def __init__(self, server: str, token: str, profile: ProbeProfile | None = None, *,
                  on_interval: Callable[[IntervalData, dict[str, Any]], None] | None = None,
-                 uplink: bool = True, endpoint_hook: Callable[[ProbeEndpoint], None] | None = None) -> None:
+                 uplink: bool = True, endpoint_hook: Callable[[ProbeEndpoint], None] | None = None,
+                 recognise_pilot: bool = True) -> None:
         self.server = server.rstrip("/")
         self.token = token
         self.profile = profile or ProbeProfile()
         self.on_interval = on_interval
         self.endpoint_hook = endpoint_hook
+        self.recognise_pilot = recognise_pilot
         self.check = token.startswith("blc_")
         self.uplink = Uplink(server, token) if uplink and not self.check else None
         self.endpoint: ProbeEndpoint | None = None
@@ -146,7 +148,8 @@ class ProbeAgent:
         servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
                    for s in welcome.get("iceServers") or []]
         await asyncio.to_thread(encode_cycle, self.profile.ptime_ms)  # once per process, off the loop
-        endpoint = self.endpoint = ProbeEndpoint(self.profile, "participant", ice_servers=servers)
+        endpoint = self.endpoint = ProbeEndpoint(self.profile, "participant", ice_servers=servers,
+                                                 recognise_pilot=self.recognise_pilot)
         tracker: EventTracker | None = None
         try:
             offer = await endpoint.make_offer()

@@ -89,3 +89,16 @@ def server(server_factory, db_url: str) -> ServerProcess:  # type: ignore[no-unt
 def sqlite_server(server_factory, sqlite_url: str) -> ServerProcess:  # type: ignore[no-untyped-def]
     """A running server on a fresh SQLite file (for tests that need only one backend)."""
     return server_factory(sqlite_url)
+
+
+# Ground-truth tests compare what a real call measured with what the test
+# imposed on the link; CPU or disk pressure left behind by earlier tests
+# (servers shutting down, databases being dropped) shows up in them as real
+# lateness. They run first, on a quiet machine.
+GROUND_TRUTH_FILES = ("tests/test_sidecar_ground_truth.py", "tests/test_plugin_ground_truth.py")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    first = [i for i in items if i.nodeid.startswith(GROUND_TRUTH_FILES)]
+    rest = [i for i in items if not i.nodeid.startswith(GROUND_TRUTH_FILES)]
+    items[:] = first + rest

@@ -104,6 +104,9 @@ def test_caseload_course_and_session_pages(demo: DemoServer) -> None:
         assert report.status_code == 200
         assert report.text.count('class="chart timeline"') == 2
         assert 'id="summary"' in report.text and 'id="verdict"' in report.text
+        # The clinician's own rating form is reached from the session page.
+        assert f'href="/sessions/{session_ids[0]}/rating"' in report.text
+        assert c.get(f"{demo.base}/sessions/{session_ids[0]}/rating").status_code == 200
         data = c.get(f"{demo.base}/reports/sessions/{session_ids[0]}.json").json()
         assert data["summary"]["minutes"] == 10 and len(data["summary"]["participants"]) == 2
         assert {"summary", "events", "ratings", "scores"} <= set(data)

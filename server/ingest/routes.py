@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, update
 from starlette.concurrency import run_in_threadpool
 
+from media.probe.profile import PROBE_SEQ_BASE
 from server.config import Settings
 from server.ingest import protocol as p
 from server.ingest.schema import SCHEMA_ID
@@ -42,24 +43,32 @@ def _authenticate(request_app: Any, token: object) -> tuple[TokenOwner, int | No
     settings: Settings = request_app.state.settings
     if not isinstance(token, str):
         raise p.refuse(p.UNAUTHORIZED, "missing token")
-    with request_app.state.engine.begin() as conn:
+    engine = request_app.state.engine
+    # Reads only, outside a write transaction: thousands of collectors may
+    # reconnect at once, and with SQLite every write competes with the
+    # ingest writer for the one write lock.
+    with engine.connect() as conn:
         try:
             owner = resolve_token(conn, settings, token, now_ms())
         except TokenError as e:
             raise p.refuse(p.EXPIRED if e.expired else p.UNAUTHORIZED, str(e)) from None
-        # Probe samples have their own seq range (docs/probe.md, "Samples"):
-        # a collector continues after its own last seq, not after theirs.
+        # Probe samples live at seq >= PROBE_SEQ_BASE (docs/probe.md,
+        # "Samples"): a collector continues after its own last seq. The range
+        # condition keeps this a single index lookup.
         last = conn.execute(
             select(func.max(t.sample.c.seq)).where(
-                t.sample.c.participant_id == owner.participant_id, t.sample.c.source != "probe"
+                t.sample.c.participant_id == owner.participant_id, t.sample.c.seq < PROBE_SEQ_BASE
             )
         ).scalar()
+        started = conn.execute(select(t.session.c.started_ms).where(t.session.c.id == owner.session_id)).scalar()
+    if started is None:
         # The first collector to connect marks the session as started.
-        conn.execute(
-            update(t.session)
-            .where(t.session.c.id == owner.session_id, t.session.c.started_ms.is_(None))
-            .values(started_ms=now_ms())
-        )
+        with engine.begin() as conn:
+            conn.execute(
+                update(t.session)
+                .where(t.session.c.id == owner.session_id, t.session.c.started_ms.is_(None))
+                .values(started_ms=now_ms())
+            )
     return owner, last
 
 

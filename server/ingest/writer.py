@@ -185,9 +185,17 @@ class IngestWriter:
 
     def _commit(self, group: list[_Request]) -> list[WriteResult]:
         out: list[WriteResult] = []
+        t0 = time.perf_counter()
         with self._engine.begin() as conn:
+            t1 = time.perf_counter()
             for req in group:
                 out.append(self._insert(conn, req))
+            t2 = time.perf_counter()
+        took = time.perf_counter() - t0
+        if took > 0.25:
+            # Seen on slow disks (I/O wait), not CPU: the figure for operators.
+            log.info("slow ingest commit: %.0f ms for %d requests (begin %.0f, insert %.0f, commit %.0f)",
+                     took * 1000, len(group), (t1 - t0) * 1000, (t2 - t1) * 1000, (time.perf_counter() - t2) * 1000)
         self.commits += 1
         self.rows += sum(len(r.samples) for r in group)
         return out

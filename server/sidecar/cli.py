@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from datetime import datetime
 from typing import Any
@@ -73,8 +75,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
             print(_line(data, sample), flush=True)
 
     agent = ProbeAgent(args.server, args.token, profile, on_interval=live)
+
+    async def main() -> Any:
+        # Ctrl-C ends the probe cleanly: both sides' totals, then the report.
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, agent.stop)
+        return await agent.run(args.duration)
+
     try:
-        result = asyncio.run(agent.run(args.duration))
+        result = asyncio.run(main())
     except ProbeFailed as e:
         print(f"bondline probe: the server refused the probe: {e}", file=sys.stderr)
         return 3

@@ -24,6 +24,10 @@ class ProbeSettings(BaseSettings):
         description="JSON list of ICE servers for the sidecar and its clients, e.g. "
         '[{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}].',
     )
+    recognise_pilot: bool = Field(
+        default=True, description="Recognise a Bondline agent's pre-encoded pilot packets by their bytes instead of "
+        "decoding them (docs/probe.md); off: always decode."
+    )
     check_link_days: float = Field(default=14.0, gt=0, description="Days a connection-check link keeps working.")
     check_duration_s: float = Field(default=10.0, ge=3, le=60, description="Length of a connection check.")
 

@@ -32,6 +32,7 @@ from server.web import routes as web_routes
 
 log = logging.getLogger("bondline.sidecar")
 router = APIRouter(tags=["probe"])
+PER_PARTICIPANT = 2  # a browser probe and an agent, or a reconnect overlapping its predecessor
 
 JS_DIR = Path(__file__).resolve().parents[2] / "plugin" / "js"
 STATIC = Path(__file__).parent / "static"
@@ -90,6 +91,8 @@ async def probe_ws(ws: WebSocket) -> None:
         owner, mode = await authenticate_async(app, hello.get("token"))
         if len(ACTIVE) >= limits.max_per_process:
             raise p.refuse(CAPACITY, "this server is at its probe capacity; try again shortly")
+        if sum(1 for r in ACTIVE.values() if r.owner.participant_id == owner.participant_id) >= PER_PARTICIPANT:
+            raise p.refuse(p.RATE_LIMITED, f"at most {PER_PARTICIPANT} probes at once per participant")
         await _send(ws, {"type": "welcome", "mode": mode, "session": owner.session_id, "role": owner.role,
                          "iceServers": ice_config(limits), "checkDurationS": limits.check_duration_s,
                          "limits": {"maxFps": limits.max_fps, "maxPingHz": limits.max_ping_hz}})

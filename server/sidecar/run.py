@@ -91,7 +91,8 @@ class SidecarRun:
         self.owner = owner
         self.mode = mode
         self.limits = limits
-        self.endpoint = ProbeEndpoint(profile, "sidecar", ice_servers=ice_servers(limits))
+        self.endpoint = ProbeEndpoint(profile, "sidecar", ice_servers=ice_servers(limits),
+                                      recognise_pilot=limits.recognise_pilot)
         self.run = self.endpoint.run
         self.tracker = EventTracker(profile, "sidecar", self.run)
         self.connected = False

@@ -1,0 +1,166 @@
+"""Unit tests of the probe's media codes and meters (no network)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from media import barcode, pilot, pilot_opus
+from media.freeze import detect
+from media.probe import tuning
+from media.probe.audio_meter import AudioMeter
+from media.probe.pings import PING_BYTES, PingMeter
+from media.probe.profile import PROBE_SEQ_BASE, ProbeProfile, probe_seq
+from media.probe.receiver import Unwrapper, Vp8Assembler
+from media.probe.sdp import tune_answer
+from media.probe.video_meter import VideoMeter
+from media.video_codec import StampEncoder, Vp8Reader
+
+JS = Path(__file__).resolve().parents[1] / "plugin" / "js" / "bondline-probe.js"
+
+
+def test_stamp_survives_vp8_and_scaling() -> None:
+    enc, dec = StampEncoder(), Vp8Reader()
+    for n in (0, 1, 77_777, 2**32 - 1):
+        stamp = barcode.Stamp(frame=n, send_ms=(1_795_612_856_123 + n) & 0xFFFFFFFF, run=n & 0xFFFF)
+        (luma,) = dec.decode(bytes(enc.encode(stamp, pts=n)))
+        assert barcode.read_stamp(luma) == stamp
+        # A browser may scale the stream: the reader samples scaled cell centres.
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(luma), format="gray")
+        bigger = frame.reformat(width=320, height=240).to_ndarray()
+        assert barcode.read_stamp(bigger) == stamp
+
+
+def test_damaged_or_foreign_frames_are_refused() -> None:
+    plane = barcode.StampPainter().paint(barcode.Stamp(5, 6, 7)).copy()
+    plane[16:32, 32:48] = 255 - plane[16:32, 32:48]  # one data cell flipped
+    assert barcode.read_stamp(plane) is None
+    assert barcode.read_stamp(np.full((120, 160), 90, np.uint8)) is None
+    assert barcode.unwrap_ms(5, 1_795_612_856_000 + (1 << 32)) % (1 << 32) == 5
+
+
+def test_freeze_rule_is_the_w3c_one() -> None:
+    # Frames every 100 ms: the limit is max(3 x 100, 100 + 150) = 300 ms.
+    steady = [i * 100.0 for i in range(40)]
+    assert detect(steady + [steady[-1] + 299]) == []
+    freezes = detect(steady + [steady[-1] + 300])
+    assert len(freezes) == 1 and freezes[0].duration_ms == 300
+    # At 30 fps the 150 ms term rules: 33.3 + 150 > 3 x 33.3.
+    fast = [i * 1000 / 30 for i in range(40)]
+    assert detect(fast + [fast[-1] + 180]) == []
+    assert len(detect(fast + [fast[-1] + 184])) == 1
+    # Fewer than five frame durations known: no verdict yet.
+    assert detect([0.0, 100.0, 200.0, 1200.0]) == []
+
+
+def test_pilot_reads_back_through_opus_with_losses() -> None:
+    cycle = pilot_opus.encode_cycle(60)
+    assert len(cycle.packets) == pilot.PERIOD // 3
+    codec = av.CodecContext.create("libopus", "r")
+    codec.sample_rate, codec.layout, codec.format = 48_000, "mono", "s16"
+    meter = AudioMeter()
+    rng = random.Random(11)
+    dropped = 0
+    n = len(cycle.packets) + 100  # across the cycle's wrap
+    for i in range(n):
+        if i > 40 and (rng.random() < 0.03 or 600 <= i < 620):
+            dropped += 1
+            continue
+        for f in codec.decode(av.Packet(cycle.packet(i))):
+            meter.chunk(f.to_ndarray()[0], i * cycle.samples_per_packet, 1000.0 + i * 60)
+    acc = meter.account()
+    assert acc["unreadable"] == 0 and acc["resyncs"] == 0
+    assert acc["missing"] == dropped * 3
+    assert meter.totals.gap_ms == dropped * 60
+
+
+def test_video_meter_accounts_for_every_frame() -> None:
+    m = VideoMeter(late_ms=200)
+    for n in list(range(0, 10)) + list(range(13, 20)):
+        m.frame(barcode.Stamp(n, 1000 + n * 100, 9), 1010.0 + n * 100)
+    m.frame(barcode.Stamp(20, 3000, 9), 3310.0)  # 300 ms later than the fastest: late
+    m.frame(barcode.Stamp(21, 3100, 1), 3111.0)  # another run: ignored
+    acc = m.account(frames_sent=23)
+    assert acc == {"sent": 23, "received": 18, "lost": 3, "late": 1, "corrupt": 0, "duplicates": 0,
+                   "missedAtStart": 0, "missedAtEnd": 2, "accounted": True}
+
+
+def test_vp8_assembler_waits_for_whole_frames_and_skips_stale_ones() -> None:
+    a = Vp8Assembler()
+    start, mid = bytes([0x10]), bytes([0x00])  # VP8 descriptor: S=1/PID=0, then a continuation
+    assert a.add(1, 100, False, start + b"a") == (None, 0)
+    assert a.add(3, 200, True, start + b"x") == (b"x", 1)  # frame 200 complete; 100 given up
+    assert a.add(2, 100, True, mid + b"b") == (None, 0)  # too late: an older frame
+    assert a.add(4, 300, False, start + b"p") == (None, 0)
+    assert a.add(5, 300, True, mid + b"q") == (b"pq", 0)
+    u = Unwrapper(16)
+    assert [u(x) for x in (65534, 65535, 0, 1, 65535)] == [65534, 65535, 65536, 65537, 65535]
+
+
+def test_pings_measure_loss_rtt_and_offset() -> None:
+    a, b = PingMeter(), PingMeter()
+    for i in range(100):
+        msg = a.make_ping()
+        assert len(msg) == PING_BYTES
+        if i % 10 != 3:
+            b.receive(msg)
+        a.receive(b.make_ping())
+    assert b.totals.lost == 10 and b.totals.received == 90
+    assert a.totals.rtts >= 80 and a.offset_ms is not None and abs(a.offset_ms) < 5
+    a.receive(b"junk")
+    assert a.totals.malformed == 1
+
+
+def test_profile_seq_and_sdp() -> None:
+    assert ProbeProfile().problems() == []
+    assert ProbeProfile(fps=60).problems() and ProbeProfile(ptime_ms=30).problems()
+    assert ProbeProfile(interval_ms=1500).problems()
+    with pytest.raises(TypeError):
+        ProbeProfile.from_dict({"fps": "5"})
+    assert probe_seq(1_795_612_856_000, 1) == PROBE_SEQ_BASE + 1_795_612_856 * 4 + 1
+    with pytest.raises(ValueError):
+        probe_seq(1_795_612_856_001, 0)
+    sdp = ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 opus/48000/2\r\n"
+           "m=video 9 UDP/TLS/RTP/SAVPF 97\r\na=rtpmap:97 VP8/90000\r\na=rtcp-fb:97 nack\r\n"
+           "a=rtcp-fb:97 nack pli\r\na=rtcp-fb:97 goog-remb\r\n")
+    tuned = tune_answer(sdp, ProbeProfile(ptime_ms=60))
+    assert "a=ptime:60" in tuned and "maxaveragebitrate=48000" in tuned
+    assert "a=rtcp-fb:97 nack\r\n" not in tuned and "goog-remb" not in tuned and "nack pli" in tuned
+
+
+def test_aiortc_internals_are_there() -> None:
+    tuning.check()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_browser_codes_match_python(tmp_path: Path) -> None:
+    """The browser script reads Python's stamp and pilot, and computes the same CRC."""
+    stamp = barcode.Stamp(123_456, 0xDEADBEEF, 4242)
+    gray = barcode.StampPainter().paint(stamp)
+    rgba = np.repeat(gray[:, :, None], 4, axis=2).reshape(-1).tolist()
+    windows = [pilot.window_at(pilot.blocks(3830, 20).astype(np.float64) / 32767, k * pilot.BLOCK).tolist()
+               for k in range(0, 20, 4)]
+    script = f"""
+      global.performance = global.performance || require('perf_hooks').performance;
+      globalThis.window = globalThis;
+      require({json.dumps(str(JS))});
+      const I = Bondline._probeInternal;
+      const px = Uint8ClampedArray.from({json.dumps(rgba)});
+      const wins = {json.dumps(windows)};
+      console.log(JSON.stringify({{stamp: I.readStamp(px), crc: I.crc16(Uint8Array.from([1,2,3,4,5]), 5),
+        seqs: wins.map(w => I.readWindow(Float32Array.from(w), 0))}}));
+    """
+    (tmp_path / "check.js").write_text(script)
+    out = subprocess.run(["node", str(tmp_path / "check.js")], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["stamp"] == {"frame": stamp.frame, "sendMs": stamp.send_ms, "run": stamp.run}
+    assert got["crc"] == barcode.crc16(bytes([1, 2, 3, 4, 5]))
+    assert got["seqs"] == [(3830 + k) % pilot.PERIOD for k in range(0, 20, 4)]
