@@ -26,7 +26,6 @@ import multiprocessing as mp
 import os
 import random
 import resource
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -38,36 +37,10 @@ import httpx
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import make_sample, stored_counts  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 SCHEMA = "bondline.sample/1"
-T0 = int(time.time() * 1000) - 86_400_000
-
-
-def make_sample(seq: int) -> dict[str, Any]:
-    # About 700 bytes of JSON, like a browser sample with audio and video.
-    return {
-        "seq": seq,
-        "startMs": T0 + seq * 1000,
-        "intervalMs": 1000,
-        "source": "browser",
-        "streams": [
-            {"kind": "audio", "direction": "inbound", "id": "IT01A123", "packetsReceived": 50, "packetsLost": 0,
-             "jitterMs": 3.0, "bitrateKbps": 32.1, "concealedSamples": 0, "totalSamplesReceived": 48000,
-             "concealmentEvents": 0, "audioLevel": 0.05},
-            {"kind": "video", "direction": "inbound", "id": "IT01V456", "packetsReceived": 120, "packetsLost": 1,
-             "retransmittedPacketsReceived": 1, "jitterMs": 6.0, "bitrateKbps": 812.5, "framesDecoded": 30,
-             "framesDropped": 0, "framesPerSecond": 30.0, "freezeCount": 0, "totalFreezesDurationMs": 0.0},
-            {"kind": "audio", "direction": "outbound", "id": "OT01A789", "packetsSent": 50, "bitrateKbps": 33.0,
-             "rttMs": 21.0},
-            {"kind": "video", "direction": "outbound", "id": "OT01V012", "packetsSent": 118, "bitrateKbps": 790.0,
-             "framesEncoded": 30, "qualityLimitationReason": "none", "rttMs": 22.0},
-        ],
-        "connection": {"state": "connected", "iceState": "connected", "localCandidateType": "host",
-                       "remoteCandidateType": "host", "protocol": "udp", "rttMs": 21.5},
-    }
-
-
 def batch_json(seqs: range, batch_id: int) -> str:
     return json.dumps({"type": "samples", "schema": SCHEMA, "batch": batch_id,
                        "samples": [make_sample(s) for s in seqs]})
@@ -209,24 +182,6 @@ def create_tokens(server: ServerProcess, n: int) -> list[str]:
             r.raise_for_status()
             tokens.extend(p["token"] for p in r.json()["participants"])
     return tokens[:n]
-
-
-def stored_counts(db_url: str) -> tuple[int, int]:
-    """(rows, distinct (participant, seq)) straight from the store."""
-    if db_url.startswith("postgresql"):
-        import psycopg
-
-        with psycopg.connect(db_url) as conn:
-            row = conn.execute("select count(*), count(distinct (participant_id, seq)) from sample").fetchone()
-            assert row is not None
-            return int(row[0]), int(row[1])
-    con = sqlite3.connect(db_url)
-    try:
-        rows = con.execute("select count(*) from sample").fetchone()[0]
-        distinct = con.execute("select count(*) from (select distinct participant_id, seq from sample)").fetchone()[0]
-        return int(rows), int(distinct)
-    finally:
-        con.close()
 
 
 def server_cpu(server: ServerProcess) -> float:

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -32,28 +31,9 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import make_sample, stored_counts  # noqa: E402
 from plugin.uplink import Uplink  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
-
-T0 = int(time.time() * 1000) - 86_400_000
-
-
-def make_sample(seq: int) -> dict[str, Any]:
-    return {
-        "seq": seq,
-        "startMs": T0 + seq * 1000,
-        "intervalMs": 1000,
-        "source": "python",
-        "streams": [
-            {"kind": "audio", "direction": "inbound", "packetsReceived": 50, "packetsLost": 0, "jitterMs": 3.0,
-             "bitrateKbps": 32.1, "concealedSamples": 0, "totalSamplesReceived": 48000},
-            {"kind": "video", "direction": "inbound", "packetsReceived": 120, "packetsLost": 1,
-             "retransmittedPacketsReceived": 1, "jitterMs": 6.0, "bitrateKbps": 812.5, "framesDecoded": 30,
-             "framesDropped": 0, "framesPerSecond": 30.0, "totalFreezesDurationMs": 0.0},
-            {"kind": "video", "direction": "outbound", "packetsSent": 118, "bitrateKbps": 790.0, "rttMs": 22.0},
-        ],
-        "connection": {"state": "connected", "localCandidateType": "host", "protocol": "udp", "rttMs": 21.5},
-    }
 
 
 async def _participant(base: str, token: str, seconds: float, start_at: float, ready: list[int]) -> dict[str, int]:
@@ -67,7 +47,7 @@ async def _participant(base: str, token: str, seconds: float, start_at: float, r
     end = next_t + seconds
     seq = 0
     while next_t < end:
-        up.submit(make_sample(seq))
+        up.submit(make_sample(seq, "python"))
         seq += 1
         next_t += 1.0
         await asyncio.sleep(max(0.0, next_t - time.monotonic()))
@@ -89,21 +69,6 @@ def _worker(base: str, tokens: list[str], seconds: float, ramp_s: float, out: An
         return await asyncio.gather(*tasks)
 
     out.put(asyncio.run(run()))
-
-
-def _stored_counts(db_url: str) -> tuple[int, int]:
-    """(rows, distinct (participant, seq)) in the sample table."""
-    sql = "select count(*), count(distinct participant_id * 10000000 + seq) from sample"
-    if db_url.startswith("postgresql"):
-        import psycopg
-
-        with psycopg.connect(db_url) as conn:
-            row = conn.execute(sql).fetchone()
-            assert row is not None
-            return int(row[0]), int(row[1])
-    with sqlite3.connect(db_url) as conn:
-        rows, distinct = conn.execute(sql).fetchone()
-        return int(rows), int(distinct)
 
 
 def main() -> int:
@@ -170,7 +135,7 @@ def main() -> int:
             w.join(60)
         rss_end = proc.memory_info().rss / 2**20
         time.sleep(1.0)
-        rows, distinct = _stored_counts(db_url)
+        rows, distinct = stored_counts(db_url)
     finally:
         server.stop()
         if pg_name and args.pg:
