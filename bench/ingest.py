@@ -24,12 +24,15 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import queue
 import random
 import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +54,7 @@ COMPRESSION: str | None = "deflate"
 
 async def _auth(ws_base: str, token: str) -> websockets.ClientConnection:
     ws = await websockets.connect(ws_base + "/v1/telemetry", max_size=None, ping_interval=None,
-                                  compression=COMPRESSION)
+                                  compression=COMPRESSION, open_timeout=60)
     await ws.send(json.dumps({"type": "auth", "token": token}))
     welcome = json.loads(await ws.recv())
     assert welcome["type"] == "welcome", welcome
@@ -101,11 +104,37 @@ def _flat_worker(tokens: list[str], ws_base: str, seconds: float, batch_size: in
 
 # ---- 1 Hz -------------------------------------------------------------------
 
-async def _hz_conn(ws_base: str, token: str, start_at: float, measure_from: float, end: float,
-                   lat: list[float], counts: dict[str, int]) -> None:
+@dataclass
+class _Window:
+    """The steady-state window of one load generator: it opens two seconds
+    after the last of its participants has connected (however long the
+    ramp took) and lasts the asked number of seconds."""
+
+    seconds: float
+    pending: int
+    measure_from: float = float("inf")
+    end: float = float("inf")
+
+    def settle(self) -> None:
+        self.pending -= 1
+        if self.pending == 0:
+            self.measure_from = time.monotonic() + 2.0
+            self.end = self.measure_from + self.seconds
+
+
+async def _hz_conn(ws_base: str, token: str, start_at: float, win: _Window, lat: list[float],
+                   ramp_lat: list[float], connect_lat: list[float], counts: dict[str, int]) -> None:
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-    ws = await _auth(ws_base, token)
+    t_connect = time.monotonic()
+    try:
+        ws = await _auth(ws_base, token)
+    except (OSError, TimeoutError, websockets.WebSocketException):
+        counts["failed"] += 1
+        win.settle()
+        return
+    connect_lat.append(time.monotonic() - t_connect)
     counts["connected"] += 1
+    win.settle()
     # Spread participants over the second, as real sessions are.
     await asyncio.sleep(random.random())
     sent_at: dict[int, float] = {}
@@ -115,8 +144,11 @@ async def _hz_conn(ws_base: str, token: str, start_at: float, measure_from: floa
         async for raw in ws:
             ack = json.loads(raw)
             t = sent_at.pop(ack["batch"], None)
-            if t is not None and t >= measure_from:
-                lat.append(time.monotonic() - t)
+            if t is not None:
+                if win.measure_from <= t < win.end:
+                    lat.append(time.monotonic() - t)
+                elif t < win.measure_from:
+                    ramp_lat.append(time.monotonic() - t)
             counts["acked"] += ack["stored"]
             counts["dup"] += ack["duplicates"]
             if not sent_at and closing:
@@ -125,7 +157,7 @@ async def _hz_conn(ws_base: str, token: str, start_at: float, measure_from: floa
     task = asyncio.create_task(reader())
     next_t = time.monotonic()
     seq = 0
-    while next_t < end:
+    while next_t < win.end:
         sent_at[seq] = time.monotonic()
         await ws.send(batch_json(range(seq, seq + 1), seq))
         counts["sent"] += 1
@@ -142,24 +174,51 @@ async def _hz_conn(ws_base: str, token: str, start_at: float, measure_from: floa
 
 def _hz_worker(tokens: list[str], ws_base: str, seconds: float, ramp_per_s: float, n_total: int,
                out: mp.Queue) -> None:  # type: ignore[type-arg]
-    async def run() -> tuple[list[float], dict[str, int]]:
+    async def run() -> dict[str, Any]:
         lat: list[float] = []
-        counts = {"sent": 0, "acked": 0, "dup": 0, "unacked": 0, "connected": 0, "cpu_ms": 0}
-        t0 = time.monotonic() + 0.5
+        ramp_lat: list[float] = []
+        connect_lat: list[float] = []
+        counts = {"sent": 0, "acked": 0, "dup": 0, "unacked": 0, "connected": 0, "failed": 0}
+        win = _Window(seconds, len(tokens))
         # Connect in a ramp (as a clinic's sessions start), then measure the
         # steady state once every participant is connected and sending.
+        t0 = time.monotonic() + 0.5
         ramp = n_total / ramp_per_s
-        measure_from = t0 + ramp + 2.0
-        end = measure_from + seconds
+        t_start = time.time()
         await asyncio.gather(*(
-            _hz_conn(ws_base, tok, t0 + i * ramp / max(len(tokens), 1), measure_from, end, lat, counts)
+            _hz_conn(ws_base, tok, t0 + i * ramp / max(len(tokens), 1), win, lat, ramp_lat, connect_lat, counts)
             for i, tok in enumerate(tokens)
         ))
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        counts["cpu_ms"] = int((ru.ru_utime + ru.ru_stime) * 1000)
-        return lat, counts
+        # Wall-clock bounds of the steady state, for the server CPU figure.
+        to_wall = time.time() - time.monotonic()
+        return {"lat": lat, "ramp_lat": ramp_lat, "connect_lat": connect_lat, "counts": counts,
+                "cpu_s": ru.ru_utime + ru.ru_stime, "wall_s": time.time() - t_start,
+                "ramp_s": win.measure_from - 2.0 - t0, "window": (win.measure_from + to_wall, win.end + to_wall)}
 
     out.put(asyncio.run(run()))
+
+
+class _CpuSampler(threading.Thread):
+    """Samples the server's CPU seconds twice a second, so the figure can be
+    read over the steady-state window only."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.samples: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.samples.append((time.time(), server_cpu(self.server)))
+            self.stop.wait(0.5)
+
+    def share(self, start: float, end: float) -> float:
+        inside = [(t, c) for t, c in self.samples if start <= t <= end]
+        if len(inside) < 2:
+            return float("nan")
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
 def _run_workers(target: Any, chunks: list[list[str]], *args: Any) -> list[Any]:
@@ -167,7 +226,16 @@ def _run_workers(target: Any, chunks: list[list[str]], *args: Any) -> list[Any]:
     procs = [mp.Process(target=target, args=(chunk, *args, out)) for chunk in chunks]
     for p in procs:
         p.start()
-    results = [out.get() for _ in procs]
+    results: list[Any] = []
+    while len(results) < len(procs):
+        try:
+            results.append(out.get(timeout=5))
+        except queue.Empty:
+            # A worker that died without a result would otherwise hang the run.
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                msg = f"load generator exited with code {dead[0].exitcode}; see its traceback above"
+                raise SystemExit(msg) from None
     for p in procs:
         p.join()
     return results
@@ -185,12 +253,19 @@ def create_tokens(server: ServerProcess, n: int) -> list[str]:
 
 
 def server_cpu(server: ServerProcess) -> float:
-    """CPU seconds the server process has used so far."""
+    """CPU seconds the server's processes (workers included) have used so far."""
     import psutil
 
     assert server.proc is not None
-    t = psutil.Process(server.proc.pid).cpu_times()
-    return float(t.user + t.system)
+    top = psutil.Process(server.proc.pid)
+    total = 0.0
+    for proc in [top, *top.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def readback(server: ServerProcess, db_url: str) -> str:
@@ -253,6 +328,8 @@ def main() -> int:
     ap.add_argument("--sqlite-synchronous", default="FULL", choices=["FULL", "NORMAL", "OFF"])
     ap.add_argument("--no-compression", action="store_true",
                     help="do not negotiate permessage-deflate (browsers do; it costs both sides CPU)")
+    ap.add_argument("--server-workers", type=int, default=1,
+                    help="bondline serve --workers N (server processes sharing the port)")
     ap.add_argument("--pg", help="PostgreSQL server URL to create a scratch database on (default: SQLite)")
     args = ap.parse_args()
 
@@ -277,10 +354,12 @@ def main() -> int:
         # The per-connection rate limit is policy, not capacity: lift it here.
         env={"BONDLINE_RATE_MESSAGES_PER_S": "100000", "BONDLINE_RATE_BURST": "100000",
              "BONDLINE_SQLITE_SYNCHRONOUS": args.sqlite_synchronous},
+        args=["--workers", str(args.server_workers)],
     ).start()
     try:
         store = "postgresql" if args.pg else "sqlite synchronous=" + args.sqlite_synchronous
-        print(f"store: {store}  server pid {server.proc.pid if server.proc else '?'}"
+        print(f"store: {store}  server pid {server.proc.pid if server.proc else '?'}, "
+              f"{args.server_workers} worker process(es)"
               f"  cores: {os.cpu_count()}  websocket compression: {COMPRESSION or 'off'}", flush=True)
         need = max(steps, default=0) + args.flat_connections
         t = time.monotonic()
@@ -301,22 +380,34 @@ def main() -> int:
             step_tokens = pool[used: used + n]
             used += n
             chunks = [step_tokens[i:: args.workers] for i in range(args.workers)]
-            cpu0, wall0 = server_cpu(server), time.monotonic()
+            sampler = _CpuSampler(server)
+            sampler.start()
             res = _run_workers(_hz_worker, chunks, server.ws, args.hz_seconds, args.ramp, n)
-            server_share = (server_cpu(server) - cpu0) / (time.monotonic() - wall0)
-            lat = [x for r in res for x in r[0]]
-            counts = {k: sum(r[1][k] for r in res) for k in ("sent", "acked", "dup", "unacked", "connected", "cpu_ms")}
+            sampler.stop.set()
+            window = (max(r["window"][0] for r in res), min(r["window"][1] for r in res))
+            server_share = sampler.share(*window)
+            gen_share = sum(r["cpu_s"] for r in res) / max(r["wall_s"] for r in res)
+            lat = [x for r in res for x in r["lat"]]
+            ramp_lat = [x for r in res for x in r["ramp_lat"]]
+            connect_lat = [x for r in res for x in r["connect_lat"]]
+            counts = {k: sum(r["counts"][k] for r in res)
+                      for k in ("sent", "acked", "dup", "unacked", "connected", "failed")}
             total_sent += counts["sent"]
+            ramp_s = max(r["ramp_s"] for r in res)
             p50, p99 = pct(lat, 50) * 1000, pct(lat, 99) * 1000
-            ok = p99 < 250 and counts["unacked"] == 0 and counts["acked"] == counts["sent"]
+            ok = (p99 < 250 and counts["unacked"] == 0 and counts["failed"] == 0
+                  and counts["acked"] == counts["sent"])
             if ok:
                 held = n
-            print(f"1 Hz: {n} participants ({counts['connected']} connected, ramp {args.ramp:g}/s), "
-                  f"steady state {args.hz_seconds:.0f}s: {counts['sent']} sent, "
-                  f"{counts['acked']} acked, unacked {counts['unacked']}, duplicates {counts['dup']}; "
+            print(f"1 Hz, {n} participants: connected {counts['connected']} (failed {counts['failed']}) in "
+                  f"{ramp_s:.1f}s = {counts['connected'] / ramp_s:.0f}/s (asked {args.ramp:g}/s), connect+welcome "
+                  f"p50 {pct(connect_lat, 50) * 1000:.0f} ms p99 {pct(connect_lat, 99) * 1000:.0f} ms, "
+                  f"ack p99 while connecting {pct(ramp_lat, 99) * 1000:.0f} ms", flush=True)
+            print(f"1 Hz, {n} participants, steady state {args.hz_seconds:.0f}s: {len(lat)} acks timed, "
                   f"ack latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; server CPU {server_share:.0%} of a core, "
-                  f"load generators {counts['cpu_ms'] / 1000 / (time.monotonic() - wall0):.0%} "
-                  f"-> {'held' if ok else 'NOT held'}", flush=True)
+                  f"load generators {gen_share:.0%}; whole step: {counts['sent']} sent, {counts['acked']} acked, "
+                  f"unacked {counts['unacked']}, duplicates {counts['dup']} -> {'held' if ok else 'NOT held'}",
+                  flush=True)
         # Flat out.
         flat_tokens = tokens[: args.flat_connections]
         chunks = [flat_tokens[i:: args.workers] for i in range(args.workers)]

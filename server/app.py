@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from plugin.routes import router as plugin_router
 from server import __version__
 from server.accounts.wiring import install_accounts
 from server.config import Settings, get_settings
+from server.ingest.resolver import TokenResolver
 from server.ingest.routes import router as ingest_router
 from server.ingest.writer import IngestWriter
 from server.reports.routes import router as reports_router
@@ -23,6 +25,22 @@ from server.surveys.routes import router as surveys_router
 from server.web.routes import router as web_router
 
 log = logging.getLogger("bondline")
+
+
+def tune_gc() -> None:
+    """Collect the cyclic garbage less often, and never re-scan start-up objects.
+
+    Each 1 Hz telemetry message allocates a few dozen short-lived objects; with
+    thousands of connections open, CPython's default thresholds ran a
+    collection every few messages and a full one (walking every connection's
+    objects) often enough to put 150 ms pauses in the ack latency tail
+    (docs/performance.md, "Telemetry ingest"). Freezing moves everything
+    alive at start-up (modules, routes, the schema) out of the collector's
+    view; the higher thresholds keep cycles collected, just in larger steps.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 1000)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
@@ -38,11 +56,16 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         writer = IngestWriter(engine)
         await writer.start()
         app.state.writer = writer
+        resolver = TokenResolver(engine, settings)
+        await resolver.start()
+        app.state.resolver = resolver
+        tune_gc()
         if not settings.admin_api_key:
             log.warning("BONDLINE_ADMIN_API_KEY is not set; this run's admin API key is: %s", admin_key)
         try:
             yield
         finally:
+            await resolver.stop()
             await writer.stop()
             engine.dispose()
 

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from server import __version__
 from server.config import Settings, get_settings, normalise_database_url
@@ -26,31 +27,42 @@ def _settings(args: argparse.Namespace) -> Settings:
     return get_settings()
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def uvicorn_options(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn settings shared by the single-process and multi-worker modes."""
+    return {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        # Our own size check answers with a readable 4413; uvicorn's limit
+        # only backstops memory against far larger frames.
+        "ws_max_size": settings.max_message_bytes * 2 + 1024,
+        "ws_ping_interval": 20,
+        "ws_ping_timeout": 20,
+        "access_log": args.log_level == "debug",
+    }
 
-    from server.app import create_app
+
+def cmd_serve(args: argparse.Namespace) -> int:
     from server.demo.cli import mark_demo, prepare_serve
 
     prepare_serve(args)
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    print(f"Bondline {__version__} on http://{args.host}:{args.port}/  (store: {settings.sqlalchemy_url}{workers})",
+          flush=True)
+    if args.workers > 1:
+        from server.workers import serve_workers
+
+        return serve_workers(args, settings)
+
+    import uvicorn
+
+    from server.app import create_app
+
     app = create_app(settings)
     mark_demo(app, args)
-    print(f"Bondline {__version__} on http://{args.host}:{args.port}/  (store: {settings.sqlalchemy_url})",
-          flush=True)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        # Our own size check answers with a readable 4413; uvicorn's limit
-        # only backstops memory against far larger frames.
-        ws_max_size=settings.max_message_bytes * 2 + 1024,
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
-        access_log=args.log_level == "debug",
-    )
+    uvicorn.run(app, **uvicorn_options(settings, args))
     return 0
 
 
@@ -78,6 +90,9 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="server processes sharing the port (default 1); one process uses about one core, "
+                       "see docs/deploy.md")
     serve.add_argument("--demo", action="store_true", help="serve the synthetic demo caseload (./bondline-demo.db "
                        "unless --db is given; generated if missing) with a DEMO banner on every page")
     _add_db_option(serve)

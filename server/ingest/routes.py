@@ -20,17 +20,13 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select, update
-from starlette.concurrency import run_in_threadpool
 
-from media.probe.profile import PROBE_SEQ_BASE
 from server.config import Settings
 from server.ingest import protocol as p
+from server.ingest.resolver import Admission, TokenResolver
 from server.ingest.schema import SCHEMA_ID
 from server.ingest.writer import IngestWriter, WriteResult
-from server.sessions.tokens import TokenError, TokenOwner, resolve_token
-from server.store import tables as t
-from server.timeutil import now_ms
+from server.sessions.tokens import TokenError, TokenOwner
 
 log = logging.getLogger("bondline.ingest")
 router = APIRouter(tags=["telemetry"])
@@ -39,43 +35,21 @@ router = APIRouter(tags=["telemetry"])
 _http_buckets: dict[int, p.TokenBucket] = {}
 
 
-def _authenticate(request_app: Any, token: object) -> tuple[TokenOwner, int | None]:
-    settings: Settings = request_app.state.settings
+async def _admit(app: Any, token: object) -> Admission:
     if not isinstance(token, str):
         raise p.refuse(p.UNAUTHORIZED, "missing token")
-    engine = request_app.state.engine
-    # Reads only, outside a write transaction: thousands of collectors may
-    # reconnect at once, and with SQLite every write competes with the
-    # ingest writer for the one write lock.
-    with engine.connect() as conn:
-        try:
-            owner = resolve_token(conn, settings, token, now_ms())
-        except TokenError as e:
-            raise p.refuse(p.EXPIRED if e.expired else p.UNAUTHORIZED, str(e)) from None
-        # Probe samples live at seq >= PROBE_SEQ_BASE (docs/probe.md,
-        # "Samples"): a collector continues after its own last seq. The range
-        # condition keeps this a single index lookup.
-        last = conn.execute(
-            select(func.max(t.sample.c.seq)).where(
-                t.sample.c.participant_id == owner.participant_id, t.sample.c.seq < PROBE_SEQ_BASE
-            )
-        ).scalar()
-        started = conn.execute(select(t.session.c.started_ms).where(t.session.c.id == owner.session_id)).scalar()
-    if started is None:
-        # The first collector to connect marks the session as started.
-        with engine.begin() as conn:
-            conn.execute(
-                update(t.session)
-                .where(t.session.c.id == owner.session_id, t.session.c.started_ms.is_(None))
-                .values(started_ms=now_ms())
-            )
-    return owner, last
+    resolver: TokenResolver = app.state.resolver
+    try:
+        return await resolver.resolve(token)
+    except TokenError as e:
+        raise p.refuse(p.EXPIRED if e.expired else p.UNAUTHORIZED, str(e)) from None
 
 
-async def _store(writer: IngestWriter, msg: dict[str, Any], settings: Settings, owner: TokenOwner) -> dict[str, Any]:
+async def _store(writer: IngestWriter, msg: dict[str, Any], settings: Settings, owner: TokenOwner,
+                 start_session: int | None = None) -> dict[str, Any]:
     batch = p.validate_batch(msg, settings)
     samples, events = p.to_rows(msg, batch, owner)
-    result: WriteResult = await writer.write(samples, events)
+    result: WriteResult = await writer.write(samples, events, start_session=start_session)
     return {
         "type": "ack",
         "batch": batch.get("batch"),
@@ -115,9 +89,13 @@ async def telemetry_ws(ws: WebSocket) -> None:
         hello = p.parse_json(first.get("text") or first.get("bytes") or b"", settings)
         if hello.get("type") != "auth":
             raise p.refuse(p.UNAUTHORIZED, "the first message must be {\"type\": \"auth\", \"token\": ...}")
-        me, last_seq = await run_in_threadpool(_authenticate, app, hello.get("token"))
+        admission = await _admit(app, hello.get("token"))
+        me, last_seq = admission.owner, admission.last_seq
         owner = me
-        await writer.write([], [p.server_event(me, "collector.connect", {"lastSeq": last_seq, "channel": "websocket"})])
+        await writer.write(
+            [], [p.server_event(me, "collector.connect", {"lastSeq": last_seq, "channel": "websocket"})],
+            start_session=None if admission.session_started else me.session_id,
+        )
         await ws.send_text(
             orjson.dumps(
                 {
@@ -191,14 +169,16 @@ async def telemetry_http(request: Request) -> JSONResponse:
         auth = request.headers.get("authorization", "")
         if token is None and auth.lower().startswith("bearer "):
             token = auth[7:].strip()
-        owner, _ = await run_in_threadpool(_authenticate, app, token)
+        admission = await _admit(app, token)
+        owner = admission.owner
         bucket = _http_buckets.setdefault(
             owner.participant_id, p.TokenBucket(settings.rate_messages_per_s, settings.rate_burst)
         )
         if not bucket.take():
             raise p.refuse(p.RATE_LIMITED, f"more than {settings.rate_messages_per_s:g} requests/s")
         msg.setdefault("type", "samples")
-        ack = await _store(app.state.writer, msg, settings, owner)
+        ack = await _store(app.state.writer, msg, settings, owner,
+                           start_session=None if admission.session_started else owner.session_id)
         return JSONResponse(ack)
     except p.Refusal as r:
         log.info("telemetry POST refused: %s", r)

@@ -19,8 +19,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import exc
+from sqlalchemy import exc, update
 from sqlalchemy.engine import Connection, Engine
+
+from server.store import tables as t
 
 log = logging.getLogger("bondline.ingest")
 
@@ -72,27 +74,43 @@ class _Request:
     samples: list[SampleRow]
     events: list[EventRow]
     future: asyncio.Future[WriteResult] = field(repr=False)
+    start_session: int | None = None
 
 
-def _insert_sql(table: str, columns: tuple[str, ...], paramstyle: str, conflict: str) -> str:
-    marks = ", ".join(["?"] * len(columns)) if paramstyle == "qmark" else ", ".join(["%s"] * len(columns))
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT {conflict} DO NOTHING"
+def _insert_sql(table: str, columns: tuple[str, ...], paramstyle: str, conflict: str, rows: int = 1) -> str:
+    mark = "?" if paramstyle == "qmark" else "%s"
+    row = "(" + ", ".join([mark] * len(columns)) + ")"
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)} "
+            f"ON CONFLICT {conflict} DO NOTHING")
+
+
+class _Shortfall(Exception):
+    """Some rows of a shared statement were duplicates: who sent them is not
+    known, so the transaction is redone one request at a time."""
 
 
 class IngestWriter:
     """Serialises telemetry writes of one process into group commits."""
 
-    def __init__(self, engine: Engine, *, max_group_rows: int = 5000) -> None:
+    def __init__(self, engine: Engine, *, max_group_rows: int = 5000, commit_interval_s: float = 0.02) -> None:
         self._engine = engine
         self._max_group_rows = max_group_rows
+        # Commits start at most this often. Each commit costs a fixed ~1 ms
+        # of CPU and an fsync; at thousands of 1 Hz participants, letting a
+        # group gather for up to 20 ms cut the writer's CPU several-fold for
+        # at most 20 ms more ack latency (docs/performance.md). A lone batch
+        # after a quiet spell still commits at once.
+        self._commit_interval_s = commit_interval_s
         self._queue: asyncio.Queue[_Request] | None = None
         self._task: asyncio.Task[None] | None = None
         # One thread: SQLite allows one writer anyway, and ordering per
         # connection is then the order batches were queued.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bondline-writer")
-        paramstyle = engine.dialect.paramstyle
-        self._sample_sql = _insert_sql("sample", SAMPLE_COLUMNS, paramstyle, "(participant_id, seq)")
-        self._event_sql = _insert_sql("event", EVENT_COLUMNS, paramstyle, "(participant_id, client_key)")
+        self._paramstyle = engine.dialect.paramstyle
+        # Bound parameters per statement: SQLite >= 3.32 allows 32,766,
+        # PostgreSQL 65,535. Chunks stay well below either.
+        self._chunk_rows = 500
+        self._sql_cache: dict[tuple[str, int], str] = {}
         self.commits = 0
         self.rows = 0
         self.slow_commit_s = 2.0
@@ -110,19 +128,28 @@ class IngestWriter:
                 pass
         self._executor.shutdown(wait=True)
 
-    async def write(self, samples: list[SampleRow], events: list[EventRow]) -> WriteResult:
-        """Queue rows and return once they are committed."""
+    async def write(self, samples: list[SampleRow], events: list[EventRow], *,
+                    start_session: int | None = None) -> WriteResult:
+        """Queue rows and return once they are committed. ``start_session``
+        marks that session as started (if it is not yet) in the same
+        transaction: the first collector to connect starts a session, and
+        with SQLite a write of its own would compete for the write lock."""
         assert self._queue is not None, "writer not started"
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Request(samples, events, fut))
+        self._queue.put_nowait(_Request(samples, events, fut, start_session))
         return await fut
 
     async def _run(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
+        last_start = 0.0
         while True:
             group = [await self._queue.get()]
             rows = len(group[0].samples)
+            wait = last_start + self._commit_interval_s - loop.time()
+            if wait > 0 and rows < self._max_group_rows:
+                await asyncio.sleep(wait)
+            last_start = loop.time()
             while rows < self._max_group_rows and not self._queue.empty():
                 req = self._queue.get_nowait()
                 group.append(req)
@@ -184,32 +211,79 @@ class IngestWriter:
                         "connections are kept and acks delayed", waited)
 
     def _commit(self, group: list[_Request]) -> list[WriteResult]:
-        out: list[WriteResult] = []
         t0 = time.perf_counter()
-        with self._engine.begin() as conn:
-            t1 = time.perf_counter()
-            for req in group:
-                out.append(self._insert(conn, req))
-            t2 = time.perf_counter()
+        try:
+            with self._engine.begin() as conn:
+                t1 = time.perf_counter()
+                out = self._insert_shared(conn, group)
+                self._mark_started(conn, group)
+                t2 = time.perf_counter()
+        except _Shortfall:
+            with self._engine.begin() as conn:
+                t1 = time.perf_counter()
+                out = [self._insert_one(conn, req) for req in group]
+                self._mark_started(conn, group)
+                t2 = time.perf_counter()
         took = time.perf_counter() - t0
         if took > 0.25:
-            # Seen on slow disks (I/O wait), not CPU: the figure for operators.
             log.info("slow ingest commit: %.0f ms for %d requests (begin %.0f, insert %.0f, commit %.0f)",
                      took * 1000, len(group), (t1 - t0) * 1000, (t2 - t1) * 1000, (time.perf_counter() - t2) * 1000)
         self.commits += 1
         self.rows += sum(len(r.samples) for r in group)
         return out
 
-    def _insert(self, conn: Connection, req: _Request) -> WriteResult:
-        stored = 0
-        if req.samples:
-            res = conn.exec_driver_sql(self._sample_sql, req.samples)
-            stored = res.rowcount
-        events_stored = 0
-        if req.events:
-            res = conn.exec_driver_sql(self._event_sql, req.events)
-            events_stored = res.rowcount
+    # Why whole groups go in as a few multi-row statements: the sqlite3
+    # driver releases the GIL around every statement step, and while the
+    # event loop thread is busy the writer thread then waits up to the
+    # interpreter's switch interval (5 ms) to get it back. One statement per
+    # request made a 200-request group take about a second (measured; see
+    # docs/performance.md). One statement per 500 rows does not.
+
+    def _insert_shared(self, conn: Connection, group: list[_Request]) -> list[WriteResult]:
+        samples = [row for req in group for row in req.samples]
+        events = [row for req in group for row in req.events]
+        if self._insert_rows(conn, "sample", samples) != len(samples):
+            raise _Shortfall
+        if self._insert_rows(conn, "event", events) != len(events):
+            raise _Shortfall
+        return [WriteResult(stored=len(r.samples), duplicates=0, events_stored=len(r.events)) for r in group]
+
+    @staticmethod
+    def _mark_started(conn: Connection, group: list[_Request]) -> None:
+        ids = sorted({r.start_session for r in group if r.start_session is not None})
+        if ids:
+            conn.execute(
+                update(t.session)
+                .where(t.session.c.id.in_(ids), t.session.c.started_ms.is_(None))
+                .values(started_ms=now_ms())
+            )
+
+    def _insert_one(self, conn: Connection, req: _Request) -> WriteResult:
+        stored = self._insert_rows(conn, "sample", req.samples)
+        events_stored = self._insert_rows(conn, "event", req.events)
         return WriteResult(stored=stored, duplicates=len(req.samples) - stored, events_stored=events_stored)
+
+    def _insert_rows(self, conn: Connection, table: str, rows: list[SampleRow]) -> int:
+        """Insert rows, skipping (participant, key) duplicates; returns how
+        many were new."""
+        stored = 0
+        for i in range(0, len(rows), self._chunk_rows):
+            chunk = rows[i: i + self._chunk_rows]
+            res = conn.exec_driver_sql(self._sql(table, len(chunk)), tuple(v for row in chunk for v in row))
+            stored += res.rowcount
+        return stored
+
+    def _sql(self, table: str, rows: int) -> str:
+        key = (table, rows)
+        sql = self._sql_cache.get(key)
+        if sql is None:
+            if table == "sample":
+                sql = _insert_sql("sample", SAMPLE_COLUMNS, self._paramstyle, "(participant_id, seq)", rows)
+            else:
+                sql = _insert_sql("event", EVENT_COLUMNS, self._paramstyle, "(participant_id, client_key)", rows)
+            if len(self._sql_cache) < 2 * self._chunk_rows:
+                self._sql_cache[key] = sql
+        return sql
 
 
 def now_ms() -> int:

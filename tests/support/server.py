@@ -33,6 +33,8 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # Extra ``bondline serve`` options, e.g. ["--workers", "2"].
+    args: list[str] = field(default_factory=list)
 
     @property
     def base(self) -> str:
@@ -58,7 +60,7 @@ class ServerProcess:
         env.update(self.env)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,133 @@
+"""Admission of ingest connections: token lookups in groups, on one thread.
+
+When a clinic's sessions start, or a server restarts, hundreds of collectors
+connect within a second. One lookup per connection on a thread pool spent
+most of its time handing Python's GIL between threads (each database call
+releases it; getting it back from a busy event loop takes up to the 5 ms
+switch interval): measured at 80 connections/s on this kind of machine,
+far below what clinics need (docs/performance.md). Like the ingest writer,
+the resolver drains whatever has queued and answers it with one query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from media.probe.profile import PROBE_SEQ_BASE
+from server.config import Settings
+from server.sessions.tokens import TOKEN_PREFIX, TokenError, TokenOwner, hash_token, token_expiry_ms
+from server.store import tables as t
+from server.timeutil import now_ms
+
+log = logging.getLogger("bondline.ingest")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a connection learns when its token is accepted."""
+
+    owner: TokenOwner
+    # Highest collector seq already stored (probe samples excluded: they
+    # live at seq >= PROBE_SEQ_BASE, see docs/probe.md "Samples").
+    last_seq: int | None
+    session_started: bool
+
+
+@dataclass
+class _Lookup:
+    token_hash: str
+    future: asyncio.Future[Admission] = field(repr=False)
+
+
+class TokenResolver:
+    """Resolves ingest tokens of one process, many per query."""
+
+    def __init__(self, engine: Engine, settings: Settings, *, max_group: int = 500) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._max_group = max_group
+        self._queue: asyncio.Queue[_Lookup] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bondline-resolver")
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="bondline-resolver")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True)
+
+    async def resolve(self, token: object) -> Admission:
+        """The token's participant, or TokenError (unknown or expired)."""
+        assert self._queue is not None, "resolver not started"
+        if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            raise TokenError("unknown token", expired=False)
+        fut: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Lookup(hash_token(token), fut))
+        return await fut
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < self._max_group and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            group = [g for g in group if not g.future.cancelled()]
+            if not group:
+                continue
+            try:
+                found = await loop.run_in_executor(self._executor, self._lookup, [g.token_hash for g in group])
+            except Exception as e:  # noqa: BLE001 - each waiter gets the store's error
+                log.warning("ingest token lookup failed for %d connections: %s", len(group), e)
+                for g in group:
+                    if not g.future.done():
+                        g.future.set_exception(e)
+                continue
+            now = now_ms()
+            for g in group:
+                if g.future.done():
+                    continue
+                hit = found.get(g.token_hash)
+                if hit is None:
+                    g.future.set_exception(TokenError("unknown token", expired=False))
+                elif now >= hit[1]:
+                    g.future.set_exception(TokenError("token expired: the session ended", expired=True))
+                else:
+                    g.future.set_result(hit[0])
+
+    def _lookup(self, hashes: list[str]) -> dict[str, tuple[Admission, int]]:
+        """One read-only query for the whole group: (admission, expiry ms) by
+        token hash. Read-only on purpose: with SQLite every write competes
+        with the ingest writer for the one write lock."""
+        p, s = t.participant, t.session
+        last_seq = (
+            select(func.max(t.sample.c.seq))
+            .where(t.sample.c.participant_id == p.c.id, t.sample.c.seq < PROBE_SEQ_BASE)
+            .scalar_subquery()
+        )
+        query = (
+            select(p.c.token_hash, p.c.id, p.c.session_id, p.c.role, s.c.created_ms, s.c.ended_ms,
+                   s.c.started_ms, last_seq.label("last_seq"))
+            .join(s, s.c.id == p.c.session_id)
+            .where(p.c.token_hash.in_(hashes))
+        )
+        out: dict[str, tuple[Admission, int]] = {}
+        with self._engine.connect() as conn:
+            for row in conn.execute(query):
+                owner = TokenOwner(participant_id=row.id, session_id=row.session_id, role=row.role)
+                admission = Admission(owner, row.last_seq, row.started_ms is not None)
+                out[row.token_hash] = (admission, token_expiry_ms(self._settings, row.created_ms, row.ended_ms))
+        return out
