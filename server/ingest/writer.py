@@ -18,6 +18,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 
 from sqlalchemy import exc, update
 from sqlalchemy.engine import Connection, Engine
@@ -269,7 +270,7 @@ class IngestWriter:
         stored = 0
         for i in range(0, len(rows), self._chunk_rows):
             chunk = rows[i: i + self._chunk_rows]
-            res = conn.exec_driver_sql(self._sql(table, len(chunk)), tuple(v for row in chunk for v in row))
+            res = conn.exec_driver_sql(self._sql(table, len(chunk)), tuple(chain.from_iterable(chunk)))
             stored += res.rowcount
         return stored
 
