@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -21,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from media.probe.profile import PROBE_SEQ_BASE
 from server.config import Settings
+from server.ingest.grouping import GroupedWorker
 from server.sessions.tokens import TOKEN_PREFIX, TokenError, TokenOwner, hash_token, token_expiry_ms
 from server.store import tables as t
 from server.timeutil import now_ms
@@ -45,37 +45,21 @@ class _Lookup:
     future: asyncio.Future[Admission] = field(repr=False)
 
 
-class TokenResolver:
+class TokenResolver(GroupedWorker[_Lookup]):
     """Resolves ingest tokens of one process, many per query."""
 
     def __init__(self, engine: Engine, settings: Settings, *, max_group: int = 500) -> None:
+        super().__init__("bondline-resolver")
         self._engine = engine
         self._settings = settings
         self._max_group = max_group
-        self._queue: asyncio.Queue[_Lookup] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bondline-resolver")
-
-    async def start(self) -> None:
-        self._queue = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(), name="bondline-resolver")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        self._executor.shutdown(wait=True)
 
     async def resolve(self, token: object) -> Admission:
         """The token's participant, or TokenError (unknown or expired)."""
-        assert self._queue is not None, "resolver not started"
         if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             raise TokenError("unknown token", expired=False)
         fut: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Lookup(hash_token(token), fut))
+        self._submit(_Lookup(hash_token(token), fut))
         return await fut
 
     async def _run(self) -> None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
 
 from sqlalchemy import exc, update
 from sqlalchemy.engine import Connection, Engine
 
+from server.ingest.grouping import GroupedWorker
 from server.store import tables as t
 
 log = logging.getLogger("bondline.ingest")
@@ -90,10 +90,13 @@ class _Shortfall(Exception):
     known, so the transaction is redone one request at a time."""
 
 
-class IngestWriter:
+class IngestWriter(GroupedWorker[_Request]):
     """Serialises telemetry writes of one process into group commits."""
 
     def __init__(self, engine: Engine, *, max_group_rows: int = 5000, commit_interval_s: float = 0.02) -> None:
+        # One thread: SQLite allows one writer anyway, and ordering per
+        # connection is then the order batches were queued.
+        super().__init__("bondline-writer")
         self._engine = engine
         self._max_group_rows = max_group_rows
         # Commits start at most this often. Each commit costs a fixed ~1 ms
@@ -102,11 +105,6 @@ class IngestWriter:
         # at most 20 ms more ack latency (docs/performance.md). A lone batch
         # after a quiet spell still commits at once.
         self._commit_interval_s = commit_interval_s
-        self._queue: asyncio.Queue[_Request] | None = None
-        self._task: asyncio.Task[None] | None = None
-        # One thread: SQLite allows one writer anyway, and ordering per
-        # connection is then the order batches were queued.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bondline-writer")
         self._paramstyle = engine.dialect.paramstyle
         # Bound parameters per statement: SQLite >= 3.32 allows 32,766,
         # PostgreSQL 65,535. Chunks stay well below either.
@@ -121,28 +119,14 @@ class IngestWriter:
         self.rows = 0
         self.slow_commit_s = 2.0
 
-    async def start(self) -> None:
-        self._queue = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(), name="bondline-writer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        self._executor.shutdown(wait=True)
-
     async def write(self, samples: list[SampleRow], events: list[EventRow], *,
                     start_session: int | None = None) -> WriteResult:
         """Queue rows and return once they are committed. ``start_session``
         marks that session as started (if it is not yet) in the same
         transaction: the first collector to connect starts a session, and
         with SQLite a write of its own would compete for the write lock."""
-        assert self._queue is not None, "writer not started"
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Request(samples, events, fut, start_session))
+        self._submit(_Request(samples, events, fut, start_session))
         return await fut
 
     async def _run(self) -> None:
