@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from server.demo.build import build_demo
+from tests.support.browser_call import BASE_ARGS
 from tests.support.login import create_user, login
 from tests.support.samples import connect
 from tests.support.server import ADMIN_KEY, ServerProcess, free_port
@@ -204,8 +205,6 @@ def test_ingested_samples_become_a_report(server: ServerProcess, db_url: str) ->
 # --- real browser -----------------------------------------------------------
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 def _charts_drawn(page: Any, selector: str, expected: int) -> None:
@@ -227,7 +226,7 @@ def test_pages_render_in_a_real_browser(demo: DemoServer) -> None:
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=BASE_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             problems: list[str] = []

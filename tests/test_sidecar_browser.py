@@ -12,21 +12,11 @@ from playwright.sync_api import sync_playwright
 
 from media.probe.profile import PROBE_SEQ_BASE, STREAM_PARTICIPANT, STREAM_SIDECAR
 from server.sidecar.check import CheckFigures, judge
+from tests.support.browser_call import CALL_ARGS
 from tests.support.server import ServerProcess
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    # The probe's Web Audio pilot starts without a click in this test page.
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-]
+# The probe's Web Audio pilot starts without a click in this test page.
+ARGS = [*CALL_ARGS, "--autoplay-policy=no-user-gesture-required"]
 ARTIFACTS = "test-artifacts"
 
 pytestmark = pytest.mark.browser

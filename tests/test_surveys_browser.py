@@ -13,19 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.browser_call import BASE_ARGS
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
 WAI = {f"wai-sr-client:{n}": v for n, v in enumerate([5, 4, 3, 2, 1, 5, 4, 3, 2, 1, 5, 4], start=1)}
 TELE = {"bondline-telehealth:tech_interfered": 2, "bondline-telehealth:felt_heard_seen": 5,
         "bondline-telehealth:session_changed": 1, "bondline-telehealth:hard_to_talk": 2}
@@ -102,7 +95,7 @@ def test_client_fills_the_form_with_the_keyboard_on_a_phone(sqlite_server: Serve
     url = {x["respondent"]: x["url"] for x in s["survey_links"]}["client"]
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=BASE_ARGS)
         try:
             context = browser.new_context(viewport={"width": 360, "height": 740}, java_script_enabled=False,
                                           is_mobile=True, has_touch=True)

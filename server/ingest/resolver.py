@@ -38,6 +38,12 @@ class Admission:
     last_seq: int | None
     session_started: bool
 
+    @property
+    def session_to_start(self) -> int | None:
+        """The session the writer should mark as started with this
+        connection's first write (the first collector starts a session)."""
+        return None if self.session_started else self.owner.session_id
+
 
 @dataclass
 class _Lookup:

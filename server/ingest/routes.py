@@ -94,7 +94,7 @@ async def telemetry_ws(ws: WebSocket) -> None:
         owner = me
         await writer.write(
             [], [p.server_event(me, "collector.connect", {"lastSeq": last_seq, "channel": "websocket"})],
-            start_session=None if admission.session_started else me.session_id,
+            start_session=admission.session_to_start,
         )
         await ws.send_text(
             orjson.dumps(
@@ -177,8 +177,7 @@ async def telemetry_http(request: Request) -> JSONResponse:
         if not bucket.take():
             raise p.refuse(p.RATE_LIMITED, f"more than {settings.rate_messages_per_s:g} requests/s")
         msg.setdefault("type", "samples")
-        ack = await _store(app.state.writer, msg, settings, owner,
-                           start_session=None if admission.session_started else owner.session_id)
+        ack = await _store(app.state.writer, msg, settings, owner, start_session=admission.session_to_start)
         return JSONResponse(ack)
     except p.Refusal as r:
         log.info("telemetry POST refused: %s", r)

@@ -14,19 +14,25 @@ from typing import Any
 from playwright.sync_api import Browser, Page, Playwright
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
+# The flags every test browser starts with (headless Debian Chromium, fake
+# camera and microphone, nothing fetched from the network).
+BASE_ARGS = [
     "--no-sandbox",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
+]
+# Pages that hold a WebRTC call over loopback, kept from being throttled.
+CALL_ARGS = [
+    *BASE_ARGS,
     "--allow-loopback-in-peer-connection",
-    # Two pages share the CPU: keep background pages from being throttled.
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",
-    "--disable-backgrounding-occluded-windows",
 ]
+# Two pages share the CPU: keep occluded ones running too.
+CHROMIUM_ARGS = [*CALL_ARGS, "--disable-backgrounding-occluded-windows"]
 
 
 def launch(pw: Playwright) -> Browser:
