@@ -14,7 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from server.config import Settings
-from server.ingest.headline import headline
+from server.ingest.headline import headline_row
 from server.ingest.schema import SCHEMA_ID, Batch, batch_adapter, check_times
 from server.ingest.writer import EventRow, SampleRow, now_ms
 from server.sessions.tokens import TokenOwner
@@ -99,29 +99,12 @@ def to_rows(
     received = origin_ms if origin_ms is not None else now_ms()
     raw_samples = msg.get("samples", [])
     samples: list[SampleRow] = []
+    pid = owner.participant_id
+    dumps = orjson.dumps
     for raw, s in zip(raw_samples, batch.get("samples", ()), strict=True):
-        h = headline(s)
         samples.append(
-            (
-                owner.participant_id,
-                s["seq"],
-                s["startMs"],
-                s["intervalMs"],
-                s["source"],
-                received,
-                h["rtt_ms"],
-                h["jitter_ms"],
-                h["loss_in"],
-                h["audio_loss_in"],
-                h["video_loss_in"],
-                h["bitrate_in_kbps"],
-                h["bitrate_out_kbps"],
-                h["fps_in"],
-                h["frames_dropped_in"],
-                h["freeze_ms_in"],
-                h["concealed_ratio_in"],
-                orjson.dumps(raw).decode("utf-8"),
-            )
+            (pid, s["seq"], s["startMs"], s["intervalMs"], s["source"], received, *headline_row(s),
+             dumps(raw).decode("utf-8"))
         )
     raw_events = msg.get("events", [])
     events: list[EventRow] = []

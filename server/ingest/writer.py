@@ -23,10 +23,13 @@ from sqlalchemy import exc, update
 from sqlalchemy.engine import Connection, Engine
 
 from server.ingest.grouping import GroupedWorker
+from server.ingest.headline import HEADLINE_COLUMNS
 from server.store import tables as t
 
 log = logging.getLogger("bondline.ingest")
 
+# The order to_rows() builds rows in: the headline figures sit between the
+# sample's own fields and its JSON.
 SAMPLE_COLUMNS = (
     "participant_id",
     "seq",
@@ -34,17 +37,7 @@ SAMPLE_COLUMNS = (
     "interval_ms",
     "source",
     "received_ms",
-    "rtt_ms",
-    "jitter_ms",
-    "loss_in",
-    "audio_loss_in",
-    "video_loss_in",
-    "bitrate_in_kbps",
-    "bitrate_out_kbps",
-    "fps_in",
-    "frames_dropped_in",
-    "freeze_ms_in",
-    "concealed_ratio_in",
+    *HEADLINE_COLUMNS,
     "data",
 )
 EVENT_COLUMNS = (
