@@ -171,12 +171,12 @@ def import_dump(engine: Engine, settings: Settings, path: Path, session_id: int,
                 batch = protocol.validate_batch(msg, settings)
             except protocol.Refusal as r:
                 raise DumpError(f"the dump produced a sample the ingest contract refuses: {r.reason}") from None
-            rows, _ = protocol.to_rows(msg, batch, owner)
+            rows, _ = protocol.to_rows(batch, owner)
             conn.exec_driver_sql(sample_sql, rows)
         for chunk in _chunks(events, settings.max_batch_events):
             msg = {"type": "samples", "schema": SCHEMA_ID, "samples": [], "events": chunk}
             batch = protocol.validate_batch(msg, settings)
-            _, erows = protocol.to_rows(msg, batch, owner)
+            _, erows = protocol.to_rows(batch, owner)
             conn.exec_driver_sql(event_sql, erows)
         # Imports land after the fact, often in a finished session whose
         # quality summary is cached as final: drop it so reports recompute.

@@ -55,6 +55,13 @@ CASES: list[tuple[str, Callable[[], str | bytes], int, str]] = [
     ("negative packets", lambda: nested_bad("packetsReceived", -3), 4422, "packetsReceived"),
     ("bad kind", lambda: nested_bad("kind", "smell"), 4422, "kind"),
     ("too many samples", lambda: batch([sample(i) for i in range(501)]), 4413, "at most 500"),
+    # What pydantic's JSON parser reads but JSON does not have; must not slip
+    # past through the fast path (server/ingest/protocol.py read_samples).
+    ("NaN figure", lambda: batch([sample(0)]).replace('"rttMs": 42.0', '"rttMs": NaN'), 4400, "malformed JSON"),
+    ("Infinity in unknown field", lambda: batch([sample(0, vendor=1)]).replace('"vendor": 1', '"vendor": -Infinity'),
+     4400, "malformed JSON"),
+    ("a valid batch without a type", lambda: json.dumps({"schema": SCHEMA, "samples": [sample(0)]}), 4400,
+     "unknown message type"),
     ("oversized message", lambda: batch([sample(0, padding="x" * 1_100_000)]), 4413, "exceeds"),
 ]
 

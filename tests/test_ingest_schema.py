@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from server.config import Settings
@@ -36,7 +37,7 @@ def test_unknown_fields_are_kept_verbatim() -> None:
     raw["streams"][0]["myCounter"] = 7
     msg = {"type": "samples", "schema": SCHEMA, "samples": [raw]}
     batch = p.validate_batch(msg, Settings())
-    rows, _ = p.to_rows(msg, batch, TokenOwner(1, 1, "client"))
+    rows, _ = p.to_rows(batch, TokenOwner(1, 1, "client"))
     assert '"vendorFigure":{"x":1}' in str(rows[0][-1]) and '"myCounter":7' in str(rows[0][-1])
 
 
@@ -55,6 +56,62 @@ def test_strict_types(change: dict[str, Any]) -> None:
     with pytest.raises(p.Refusal) as e:
         p.validate_batch({"type": "samples", "schema": SCHEMA, "samples": [raw]}, Settings())
     assert e.value.ws_code == 4422
+
+
+def test_fast_path_reads_what_the_checked_path_reads() -> None:
+    samples = [sample(i, vendorFigure={"x": [1, 2.5]}) for i in range(5)]
+    samples[2]["streams"][0]["myCounter"] = 7
+    samples[3]["connection"]["rttMs"] = 40
+    events = [{"key": "k1", "kind": "reconnect", "tMs": samples[0]["startMs"], "extra": "kept"}]
+    msg = {"type": "samples", "schema": SCHEMA, "batch": 9, "samples": samples, "events": events}
+    owner = TokenOwner(1, 1, "client")
+    fast = p.read_samples(orjson.dumps(msg), Settings())
+    checked = p.validate_batch(msg, Settings())
+    assert fast == checked
+    assert fast is not None
+    assert p.to_rows(fast, owner, origin_ms=1) == p.to_rows(checked, owner, origin_ms=1)
+    # Stored JSON holds every field sent, with its value.
+    rows, erows = p.to_rows(fast, owner, origin_ms=1)
+    assert [orjson.loads(str(r[-1])) for r in rows] == samples
+    assert orjson.loads(str(erows[0][-1])) == {"extra": "kept"}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"schema": SCHEMA, "samples": []},  # no type: refused as such by the caller
+        {"type": "ping", "t": 1},
+        {"type": "samples", "schema": "bondline.sample/2", "samples": []},
+        {"type": "samples", "schema": SCHEMA, "samples": [{"seq": -1}]},
+    ],
+)
+def test_fast_path_leaves_other_messages_to_the_checked_path(message: dict[str, Any]) -> None:
+    assert p.read_samples(orjson.dumps(message), Settings()) is None
+
+
+def test_fast_path_leaves_non_json_numbers_to_the_parser() -> None:
+    text = orjson.dumps({"type": "samples", "schema": SCHEMA, "samples": [sample(0)]}).decode()
+    assert p.read_samples(text.replace('"rttMs":42.0', '"rttMs":NaN'), Settings()) is None
+    with pytest.raises(p.Refusal) as e:
+        p.parse_json(text.replace('"rttMs":42.0', '"rttMs":NaN'), Settings())
+    assert e.value.ws_code == 4400
+
+
+def test_integers_beyond_64_bits_in_unknown_fields_are_kept_exactly() -> None:
+    # orjson cannot write 2**70 (nor read it as an integer), so build the text by hand.
+    big = 2**70
+    one = orjson.dumps(sample(0)).decode()[:-1] + f',"vendor":{big}}}'
+    batch = p.read_samples(f'{{"type":"samples","schema":"{SCHEMA}","samples":[{one}]}}', Settings())
+    assert batch is not None
+    rows, _ = p.to_rows(batch, TokenOwner(1, 1, "client"))
+    assert f'"vendor":{big}' in str(rows[0][-1])
+
+
+def test_fast_path_keeps_the_batch_limits() -> None:
+    msg = {"type": "samples", "schema": SCHEMA, "samples": [sample(i) for i in range(501)]}
+    with pytest.raises(p.Refusal) as e:
+        p.read_samples(orjson.dumps(msg), Settings())
+    assert e.value.ws_code == 4413
 
 
 def test_integer_values_are_fine_for_float_fields() -> None:

@@ -7,7 +7,9 @@ sample is refused whole and nothing of it is written.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -50,10 +52,15 @@ def refuse(kind: tuple[int, int], reason: str) -> Refusal:
     return Refusal(kind[0], kind[1], reason)
 
 
-def parse_json(raw: bytes | str, settings: Settings) -> dict[str, Any]:
-    size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+def _check_size(raw: bytes | str, settings: Settings) -> None:
+    # str.isascii() is O(1) in CPython: ASCII text is as long as its UTF-8.
+    size = len(raw) if isinstance(raw, bytes) or raw.isascii() else len(raw.encode("utf-8"))
     if size > settings.max_message_bytes:
         raise refuse(TOO_LARGE, f"message of {size} bytes exceeds {settings.max_message_bytes}")
+
+
+def parse_json(raw: bytes | str, settings: Settings) -> dict[str, Any]:
+    _check_size(raw, settings)
     try:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -70,6 +77,7 @@ def _first_error(e: ValidationError) -> str:
 
 
 def validate_batch(msg: dict[str, Any], settings: Settings) -> Batch:
+    """Validate a parsed message, refusing it with the most specific reason."""
     schema = msg.get("schema")
     if schema != SCHEMA_ID:
         raise refuse(UNSUPPORTED_SCHEMA, f"unsupported schema {schema!r}; this server takes {SCHEMA_ID!r}")
@@ -86,41 +94,86 @@ def validate_batch(msg: dict[str, Any], settings: Settings) -> Batch:
         batch = batch_adapter.validate_python(msg)
     except ValidationError as e:
         raise refuse(INVALID, _first_error(e)) from None
-    problem = check_times(batch)
-    if problem:
-        raise refuse(INVALID, problem)
+    _check_batch(batch, settings)
     return batch
 
 
+def _check_batch(batch: Batch, settings: Settings) -> None:
+    n = len(batch.get("samples", ()))
+    if n > settings.max_batch_samples:
+        raise refuse(TOO_LARGE, f"{n} samples in one batch; at most {settings.max_batch_samples}")
+    n = len(batch.get("events", ()))
+    if n > settings.max_batch_events:
+        raise refuse(TOO_LARGE, f"{n} events in one batch; at most {settings.max_batch_events}")
+    problem = check_times(batch)
+    if problem:
+        raise refuse(INVALID, problem)
+
+
+# Tokens orjson refuses but pydantic's JSON parser reads as floats: a
+# message holding them (even inside a string) takes the slow path.
+_NON_JSON = ("NaN", "Infinity")
+
+
+def read_samples(raw: bytes | str, settings: Settings) -> Batch | None:
+    """The fast path for the usual message, a valid ``samples`` batch: parse
+    and validate in one step, in pydantic's Rust core, without building the
+    parsed message as Python objects first (docs/performance.md, "Telemetry
+    ingest"). Returns None for anything else, which the caller then parses
+    and dispatches: refusals keep their specific codes and reasons, because
+    validate_batch() is what refuses a bad batch."""
+    _check_size(raw, settings)
+    if isinstance(raw, str):
+        if any(token in raw for token in _NON_JSON):
+            return None
+    elif any(token.encode() in raw for token in _NON_JSON):
+        return None
+    try:
+        batch = batch_adapter.validate_json(raw)
+    except ValidationError:
+        return None
+    if batch.get("type") != "samples":
+        return None
+    _check_batch(batch, settings)
+    return batch
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except orjson.JSONEncodeError:
+        # orjson writes no integer beyond 64 bits, which an unknown field may
+        # hold; the standard library writes it exactly.
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
 def to_rows(
-    msg: dict[str, Any], batch: Batch, owner: TokenOwner, origin_ms: int | None = None
+    batch: Batch, owner: TokenOwner, origin_ms: int | None = None
 ) -> tuple[list[SampleRow], list[EventRow]]:
-    """Rows for the writer; sample JSON is stored exactly as it arrived."""
+    """Rows for the writer. A sample's JSON is what arrived, as validated:
+    every field with its value, unknown ones included (docs/telemetry.md)."""
     received = origin_ms if origin_ms is not None else now_ms()
-    raw_samples = msg.get("samples", [])
     samples: list[SampleRow] = []
     pid = owner.participant_id
-    dumps = orjson.dumps
-    for raw, s in zip(raw_samples, batch.get("samples", ()), strict=True):
+    for s in batch.get("samples", ()):
         samples.append(
-            (pid, s["seq"], s["startMs"], s["intervalMs"], s["source"], received, *headline_row(s),
-             dumps(raw).decode("utf-8"))
+            (pid, s["seq"], s["startMs"], s["intervalMs"], s["source"], received, *headline_row(s), _json(s))
         )
-    raw_events = msg.get("events", [])
     events: list[EventRow] = []
-    for raw, e in zip(raw_events, batch.get("events", ()), strict=True):
-        data = {k: v for k, v in raw.items() if k not in ("key", "kind", "tMs", "endMs", "severity")}
+    for ev in batch.get("events", ()):
+        data = {k: v for k, v in ev.items() if k not in ("key", "kind", "tMs", "endMs", "severity")}
+        text = _json(data)
         events.append(
             (
                 owner.session_id,
                 owner.participant_id,
-                e["kind"],
+                ev["kind"],
                 "collector",
-                e["tMs"],
-                e.get("endMs"),
-                e.get("severity"),
-                e["key"],
-                orjson.dumps(data).decode("utf-8"),
+                ev["tMs"],
+                ev.get("endMs"),
+                ev.get("severity"),
+                ev["key"],
+                text,
             )
         )
     return samples, events

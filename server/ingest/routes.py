@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from server.config import Settings
 from server.ingest import protocol as p
 from server.ingest.resolver import Admission, TokenResolver
-from server.ingest.schema import SCHEMA_ID
+from server.ingest.schema import SCHEMA_ID, Batch
 from server.ingest.writer import IngestWriter, WriteResult
 from server.sessions.tokens import TokenError, TokenOwner
 
@@ -45,10 +45,9 @@ async def _admit(app: Any, token: object) -> Admission:
         raise p.refuse(p.EXPIRED if e.expired else p.UNAUTHORIZED, str(e)) from None
 
 
-async def _store(writer: IngestWriter, msg: dict[str, Any], settings: Settings, owner: TokenOwner,
+async def _store(writer: IngestWriter, batch: Batch, owner: TokenOwner,
                  start_session: int | None = None) -> dict[str, Any]:
-    batch = p.validate_batch(msg, settings)
-    samples, events = p.to_rows(msg, batch, owner)
+    samples, events = p.to_rows(batch, owner)
     result: WriteResult = await writer.write(samples, events, start_session=start_session)
     return {
         "type": "ack",
@@ -117,10 +116,17 @@ async def telemetry_ws(ws: WebSocket) -> None:
                 break
             if not bucket.take():
                 raise p.refuse(p.RATE_LIMITED, f"more than {settings.rate_messages_per_s:g} messages/s")
-            msg = p.parse_json(message.get("text") or message.get("bytes") or b"", settings)
+            raw = message.get("text") or message.get("bytes") or b""
+            batch = p.read_samples(raw, settings)
+            if batch is not None:
+                ack = await _store(writer, batch, me)
+                await ws.send_text(orjson.dumps(ack).decode())
+                continue
+            msg = p.parse_json(raw, settings)
             kind = msg.get("type")
             if kind == "samples":
-                ack = await _store(writer, msg, settings, me)
+                # Not valid, or the fast path would have taken it: this refuses it.
+                ack = await _store(writer, p.validate_batch(msg, settings), me)
                 await ws.send_text(orjson.dumps(ack).decode())
             elif kind == "ping":
                 await ws.send_text(orjson.dumps({"type": "pong", "t": msg.get("t")}).decode())
@@ -177,7 +183,8 @@ async def telemetry_http(request: Request) -> JSONResponse:
         if not bucket.take():
             raise p.refuse(p.RATE_LIMITED, f"more than {settings.rate_messages_per_s:g} requests/s")
         msg.setdefault("type", "samples")
-        ack = await _store(app.state.writer, msg, settings, owner, start_session=admission.session_to_start)
+        batch = p.validate_batch(msg, settings)
+        ack = await _store(app.state.writer, batch, owner, start_session=admission.session_to_start)
         return JSONResponse(ack)
     except p.Refusal as r:
         log.info("telemetry POST refused: %s", r)

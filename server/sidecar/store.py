@@ -56,7 +56,7 @@ async def write(writer: IngestWriter, settings: Settings, owner: TokenOwner, sam
     """Validate like ingest and write; raises ``protocol.Refusal`` on bad input."""
     msg: dict[str, Any] = {"type": "samples", "schema": SCHEMA_ID, "samples": samples, "events": events}
     batch = p.validate_batch(msg, settings)
-    rows, _ = p.to_rows(msg, batch, owner)
+    rows, _ = p.to_rows(batch, owner)
     # Events are checked by the same schema, but stored with origin "probe".
     return await writer.write(rows, [event_row(owner, e) for e in events])
 
