@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from server.ingest.grouping import GroupedWorker
 from server.ingest.headline import HEADLINE_COLUMNS
 from server.store import tables as t
+from server.store.write_lock import write_lock_for
 
 log = logging.getLogger("bondline.ingest")
 
@@ -108,9 +109,15 @@ class IngestWriter(GroupedWorker[_Request]):
         # measured on 3,200 rows; docs/performance.md).
         self._multirow = engine.dialect.name == "sqlite"
         self._sql_cache: dict[tuple[str, int], str] = {}
+        self._lock = write_lock_for(engine)
         self.commits = 0
         self.rows = 0
         self.slow_commit_s = 2.0
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._lock is not None:
+            self._lock.close()
 
     async def write(self, samples: list[SampleRow], events: list[EventRow], *,
                     start_session: int | None = None) -> WriteResult:
@@ -194,6 +201,12 @@ class IngestWriter(GroupedWorker[_Request]):
                         "connections are kept and acks delayed", waited)
 
     def _commit(self, group: list[_Request]) -> list[WriteResult]:
+        if self._lock is None:
+            return self._commit_group(group)
+        with self._lock.held():
+            return self._commit_group(group)
+
+    def _commit_group(self, group: list[_Request]) -> list[WriteResult]:
         t0 = time.perf_counter()
         try:
             with self._engine.begin() as conn:
