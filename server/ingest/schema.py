@@ -1,8 +1,8 @@
 """The ``bondline.sample/1`` telemetry contract, as validated TypedDicts.
 
 docs/telemetry.md is the prose version of this file; keep them in step.
-Validation is strict (no string-to-number coercion), so a message that passes
-can be stored exactly as it arrived, unknown fields included. TypedDicts
+Validation is strict (no string-to-number coercion), so the validated sample
+is what arrived, unknown fields included, and is what gets stored. TypedDicts
 rather than models: validation yields plain dicts, about twice as fast as
 building model objects, and ingest is the hot path.
 Counters are per-interval deltas named after the W3C webrtc-stats counters
@@ -36,7 +36,8 @@ Label = Annotated[str, Field(max_length=128)]
 CandidateType = Literal["host", "srflx", "prflx", "relay"]
 
 # extra="allow": integrators may send figures we do not know yet; they are
-# stored verbatim. strict: "5" is not 5, so stored JSON equals what passed.
+# stored with their values. strict: "5" is not 5, so stored JSON holds the
+# values that were sent.
 _OPEN = ConfigDict(extra="allow", strict=True)
 
 

@@ -203,7 +203,8 @@ def get_samples(
     after_seq: Annotated[int, Query(ge=-1)] = -1,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> list[SampleOut]:
-    """Samples as stored (``data`` is the sample exactly as the collector sent it)."""
+    """Samples as stored (``data`` is the sample as validated: every field the
+    collector sent, with its value; docs/telemetry.md, "Where it is stored")."""
     out: list[SampleOut] = []
     with request.app.state.engine.connect() as conn:
         try:
