@@ -45,6 +45,8 @@ from bench.common import T0, make_sample, stored_counts  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 SCHEMA = "bondline.sample/1"
+
+
 def _sample_tail() -> str:
     """make_sample's JSON after its two per-seq fields, to splice batches from."""
     text = orjson.dumps(make_sample(0)).decode()

@@ -125,7 +125,9 @@ async def telemetry_ws(ws: WebSocket) -> None:
             msg = p.parse_json(raw, settings)
             kind = msg.get("type")
             if kind == "samples":
-                # Not valid, or the fast path would have taken it: this refuses it.
+                # The fast path declined it: validate_batch refuses an invalid
+                # batch with its reason, and takes a valid one holding the text
+                # NaN or Infinity in a string.
                 ack = await _store(writer, p.validate_batch(msg, settings), me)
                 await ws.send_text(orjson.dumps(ack).decode())
             elif kind == "ping":
