@@ -113,6 +113,7 @@ def _check_batch(batch: Batch, settings: Settings) -> None:
 # Tokens orjson refuses but pydantic's JSON parser reads as floats: a
 # message holding them (even inside a string) takes the slow path.
 _NON_JSON = ("NaN", "Infinity")
+_NON_JSON_BYTES = tuple(token.encode() for token in _NON_JSON)
 
 
 def read_samples(raw: bytes | str, settings: Settings) -> Batch | None:
@@ -126,7 +127,7 @@ def read_samples(raw: bytes | str, settings: Settings) -> Batch | None:
     if isinstance(raw, str):
         if any(token in raw for token in _NON_JSON):
             return None
-    elif any(token.encode() in raw for token in _NON_JSON):
+    elif any(token in raw for token in _NON_JSON_BYTES):
         return None
     try:
         batch = batch_adapter.validate_json(raw)
