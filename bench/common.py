@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import timeit
 from typing import Any
 
 T0 = int(time.time() * 1000) - 86_400_000
+
+# The same statement as `python -m timeit -n 5 "sum(i*i for i in range(1000000))"`.
+CPU_REFERENCE = "sum(i*i for i in range(1000000))"
+
+
+def cpu_reference_ms() -> float:
+    """Best of 5 of the reference statement, in ms.
+
+    Machines here differ by half from one to the next (and from day to day),
+    so each bench prints this beside its figures: two runs are comparable only
+    when their references are close.
+    """
+    return min(timeit.repeat(CPU_REFERENCE, number=5, repeat=5)) / 5 * 1000
 
 
 def make_sample(seq: int, source: str = "browser") -> dict[str, Any]:

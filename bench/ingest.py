@@ -41,7 +41,7 @@ import orjson
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import T0, make_sample, stored_counts  # noqa: E402
+from bench.common import CPU_REFERENCE, T0, cpu_reference_ms, make_sample, stored_counts  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 SCHEMA = "bondline.sample/1"
@@ -370,6 +370,8 @@ def main() -> int:
     else:
         db_url = str(tmp / "bench.db")
     steps = [int(x) for x in args.participants.split(",") if x]
+    # Measured before the server starts, on a quiet machine.
+    reference_ms = cpu_reference_ms()
     server = ServerProcess(
         db_url=db_url,
         log_path=tmp / "server.log",
@@ -383,6 +385,7 @@ def main() -> int:
         print(f"store: {store}  server pid {server.proc.pid if server.proc else '?'}, "
               f"{args.server_workers} worker process(es)"
               f"  cores: {os.cpu_count()}  websocket compression: {COMPRESSION or 'off'}", flush=True)
+        print(f"cpu reference: {reference_ms:.1f} ms for {CPU_REFERENCE} (best of 5)", flush=True)
         need = max(steps, default=0) + args.flat_connections
         t = time.monotonic()
         tokens = create_tokens(server, need)
