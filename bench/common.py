@@ -16,9 +16,9 @@ CPU_REFERENCE = "sum(i*i for i in range(1000000))"
 def cpu_reference_ms() -> float:
     """Best of 5 of the reference statement, in ms.
 
-    Machines here differ by half from one to the next (and from day to day),
-    so each bench prints this beside its figures: two runs are comparable only
-    when their references are close.
+    Machines here differ by up to half from one session to the next, so
+    bench/ingest.py prints this beside its figures: two runs are comparable
+    only when their references are close.
     """
     return min(timeit.repeat(CPU_REFERENCE, number=5, repeat=5)) / 5 * 1000
 

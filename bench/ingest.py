@@ -370,7 +370,7 @@ def main() -> int:
     else:
         db_url = str(tmp / "bench.db")
     steps = [int(x) for x in args.participants.split(",") if x]
-    # Measured before the server starts, on a quiet machine.
+    # Before the server and load generators start, so they do not slow it.
     reference_ms = cpu_reference_ms()
     server = ServerProcess(
         db_url=db_url,
