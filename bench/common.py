@@ -20,7 +20,8 @@ def cpu_reference_ms() -> float:
     bench/ingest.py prints this beside its figures: two runs are comparable
     only when their references are close.
     """
-    return min(timeit.repeat(CPU_REFERENCE, number=5, repeat=5)) / 5 * 1000
+    loops = 5
+    return min(timeit.repeat(CPU_REFERENCE, number=loops, repeat=5)) / loops * 1000
 
 
 def make_sample(seq: int, source: str = "browser") -> dict[str, Any]:
