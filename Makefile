@@ -4,8 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-# The test suite runs storage and ingest tests on PostgreSQL too; it fails
-# (does not skip) when this server cannot be reached. Set to "off" to skip.
+# The test suite runs storage and ingest tests on PostgreSQL too. When this
+# server cannot be reached (a fresh machine), the run starts a throwaway
+# cluster of its own (tests/conftest.py); scripts/install-system-deps.sh
+# installs PostgreSQL if missing. Set to "off" to skip those cases.
 BONDLINE_TEST_POSTGRES ?= postgresql://postgres@127.0.0.1:5432/test
 export BONDLINE_TEST_POSTGRES
 
@@ -26,6 +28,7 @@ test: $(VENV)/.installed
 	bash scripts/install-system-deps.sh
 	$(BIN)/ruff check plugin media server tests bench
 	$(BIN)/mypy plugin media server
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 bench: $(VENV)/.installed

@@ -10,11 +10,18 @@ sessions through the API, then measures
 and finally counts the stored rows against what was sent (lost and
 duplicate counts must both be 0).
 
-    .venv/bin/python bench/ingest.py [--participants 1000,2000,3000] [--pg URL]
+    .venv/bin/python bench/ingest.py [--participants 1000,2000,3000] [--pg URL] [--haproxy]
 
 Load generators run in separate processes on the same machine, so they
 compete with the server for the two cores: the figures are conservative.
 The last line is ``ingest_samples_per_s: N`` (the flat-out figure).
+
+Samples are a real Chromium call's (bench/data, recorded by
+bench/record_samples.py, about 1,400 bytes each), replayed varied with a
+seed drawn per run and printed (``--seed`` replays it). After Bondline's
+flat-out phase the same load generators run against the bare reference
+(bench/bare_ingest.py, same worker count, same machine, same run) and the
+ratio of the two is printed. The 1 Hz steps stop at the first one not held.
 """
 
 from __future__ import annotations
@@ -22,217 +29,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import os
-import queue
 import random
-import resource
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-import orjson
-import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import CPU_REFERENCE, T0, cpu_reference_ms, make_sample, stored_counts  # noqa: E402
-from tests.support.server import ServerProcess  # noqa: E402
-
-SCHEMA = "bondline.sample/1"
-
-
-def _sample_tail() -> str:
-    """make_sample's JSON after its two per-seq fields, to splice batches from."""
-    text = orjson.dumps(make_sample(0)).decode()
-    head = f'{{"seq":0,"startMs":{T0},'
-    assert text.startswith(head), text
-    return text[len(head):]
-
-
-_TAIL = _sample_tail()
-
-
-def batch_json(seqs: range, batch_id: int) -> str:
-    """The JSON of a batch of make_sample() samples. Spliced from text rather
-    than serialised: the load generators share the server's two cores, and
-    building ~10 dicts a sample cost them CPU the server then lacked."""
-    samples = ",".join(f'{{"seq":{q},"startMs":{T0 + q * 1000},{_TAIL}' for q in seqs)
-    return f'{{"type":"samples","schema":"{SCHEMA}","batch":{batch_id},"samples":[{samples}]}}'
-
-
-assert orjson.loads(batch_json(range(3, 5), 3)) == {
-    "type": "samples", "schema": SCHEMA, "batch": 3, "samples": [make_sample(3), make_sample(4)]}
-
-
-COMPRESSION: str | None = "deflate"
-
-
-async def _auth(ws_base: str, token: str) -> websockets.ClientConnection:
-    ws = await websockets.connect(ws_base + "/v1/telemetry", max_size=None, ping_interval=None,
-                                  compression=COMPRESSION, open_timeout=60)
-    await ws.send(json.dumps({"type": "auth", "token": token}))
-    welcome = json.loads(await ws.recv())
-    assert welcome["type"] == "welcome", welcome
-    return ws
-
-
-# ---- flat out ---------------------------------------------------------------
-
-async def _flat_conn(ws_base: str, token: str, seconds: float, batch_size: int, window: int) -> dict[str, int]:
-    ws = await _auth(ws_base, token)
-    sent = acked = dup = 0
-    seq = 0
-    in_flight = 0
-    deadline = time.monotonic() + seconds
-    pending: list[str] = []
-
-    def refill() -> None:
-        nonlocal seq
-        while len(pending) < window * 2:
-            pending.append(batch_json(range(seq, seq + batch_size), seq))
-            seq += batch_size
-
-    refill()
-    while time.monotonic() < deadline or in_flight:
-        while in_flight < window and time.monotonic() < deadline:
-            await ws.send(pending.pop(0))
-            sent += batch_size
-            in_flight += 1
-        ack = orjson.loads(await ws.recv())
-        assert ack["type"] == "ack", ack
-        acked += ack["stored"]
-        dup += ack["duplicates"]
-        in_flight -= 1
-        if len(pending) < window:
-            refill()
-    await ws.close()
-    return {"sent": sent, "acked": acked, "dup": dup}
-
-
-def _flat_worker(tokens: list[str], ws_base: str, seconds: float, batch_size: int, window: int,
-                 out: mp.Queue) -> None:  # type: ignore[type-arg]
-    async def run() -> list[dict[str, int]]:
-        return await asyncio.gather(*(_flat_conn(ws_base, t, seconds, batch_size, window) for t in tokens))
-
-    out.put(asyncio.run(run()))
-
-
-# ---- 1 Hz -------------------------------------------------------------------
-
-@dataclass
-class _Window:
-    """The steady-state window of one load generator: it opens two seconds
-    after the last of its participants has connected (however long the
-    ramp took) and lasts the asked number of seconds."""
-
-    seconds: float
-    pending: int
-    measure_from: float = float("inf")
-    end: float = float("inf")
-
-    def settle(self) -> None:
-        self.pending -= 1
-        if self.pending == 0:
-            self.measure_from = time.monotonic() + 2.0
-            self.end = self.measure_from + self.seconds
-
-
-async def _hz_conn(ws_base: str, token: str, start_at: float, win: _Window, lat: list[float],
-                   ramp_lat: list[float], connect_lat: list[float], counts: dict[str, int]) -> None:
-    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-    t_connect = time.monotonic()
-    try:
-        ws = await _auth(ws_base, token)
-    except (OSError, TimeoutError, websockets.WebSocketException):
-        counts["failed"] += 1
-        win.settle()
-        return
-    connect_lat.append(time.monotonic() - t_connect)
-    counts["connected"] += 1
-    win.settle()
-    # Spread participants over the second, as real sessions are.
-    await asyncio.sleep(random.random())
-    sent_at: dict[int, float] = {}
-    closing = False
-
-    async def reader() -> None:
-        async for raw in ws:
-            ack = orjson.loads(raw)
-            t = sent_at.pop(ack["batch"], None)
-            if t is not None:
-                if win.measure_from <= t < win.end:
-                    lat.append(time.monotonic() - t)
-                elif t < win.measure_from:
-                    ramp_lat.append(time.monotonic() - t)
-            counts["acked"] += ack["stored"]
-            counts["dup"] += ack["duplicates"]
-            if not sent_at and closing:
-                return
-
-    task = asyncio.create_task(reader())
-    next_t = time.monotonic()
-    seq = 0
-    while next_t < win.end:
-        sent_at[seq] = time.monotonic()
-        await ws.send(batch_json(range(seq, seq + 1), seq))
-        counts["sent"] += 1
-        seq += 1
-        next_t += 1.0
-        await asyncio.sleep(max(0.0, next_t - time.monotonic()))
-    closing = True
-    try:
-        await asyncio.wait_for(task, timeout=30)
-    except TimeoutError:
-        counts["unacked"] += len(sent_at)
-    await ws.close()
-
-
-def _hz_worker(tokens: list[str], ws_base: str, seconds: float, ramp_per_s: float, n_total: int,
-               out: mp.Queue) -> None:  # type: ignore[type-arg]
-    async def run() -> dict[str, Any]:
-        lat: list[float] = []
-        ramp_lat: list[float] = []
-        connect_lat: list[float] = []
-        counts = {"sent": 0, "acked": 0, "dup": 0, "unacked": 0, "connected": 0, "failed": 0}
-        win = _Window(seconds, len(tokens))
-        # Connect in a ramp (as a clinic's sessions start), then measure the
-        # steady state once every participant is connected and sending.
-        t0 = time.monotonic() + 0.5
-        ramp = n_total / ramp_per_s
-        t_start = time.time()
-        await asyncio.gather(*(
-            _hz_conn(ws_base, tok, t0 + i * ramp / max(len(tokens), 1), win, lat, ramp_lat, connect_lat, counts)
-            for i, tok in enumerate(tokens)
-        ))
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        # Wall-clock bounds of the steady state, for the server CPU figure.
-        to_wall = time.time() - time.monotonic()
-        return {"lat": lat, "ramp_lat": ramp_lat, "connect_lat": connect_lat, "counts": counts,
-                "cpu_s": ru.ru_utime + ru.ru_stime, "wall_s": time.time() - t_start,
-                "ramp_s": win.measure_from - 2.0 - t0, "window": (win.measure_from + to_wall, win.end + to_wall)}
-
-    out.put(asyncio.run(run()))
+from bench import bare_ingest, ingest_load  # noqa: E402
+from bench.common import CPU_REFERENCE, cpu_reference_ms, stored_counts  # noqa: E402
+from bench.real_samples import Replay  # noqa: E402
+from tests.support.haproxy import HAProxy  # noqa: E402
+from tests.support.server import ServerProcess, free_port  # noqa: E402
 
 
 class _CpuSampler(threading.Thread):
     """Samples the server's CPU seconds twice a second, so the figure can be
     read over the steady-state window only."""
 
-    def __init__(self, server: ServerProcess) -> None:
+    def __init__(self, servers: list[ServerProcess]) -> None:
         super().__init__(daemon=True)
-        self.server = server
+        self.servers = servers
         self.samples: list[tuple[float, float]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.samples.append((time.time(), server_cpu(self.server)))
+            self.samples.append((time.time(), sum(server_cpu(s) for s in self.servers)))
             self.stop.wait(0.5)
 
     def share(self, start: float, end: float) -> float:
@@ -241,25 +69,6 @@ class _CpuSampler(threading.Thread):
             return float("nan")
         return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
-
-def _run_workers(target: Any, chunks: list[list[str]], *args: Any) -> list[Any]:
-    out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    procs = [mp.Process(target=target, args=(chunk, *args, out)) for chunk in chunks]
-    for p in procs:
-        p.start()
-    results: list[Any] = []
-    while len(results) < len(procs):
-        try:
-            results.append(out.get(timeout=5))
-        except queue.Empty:
-            # A worker that died without a result would otherwise hang the run.
-            dead = [p for p in procs if p.exitcode not in (None, 0)]
-            if dead:
-                msg = f"load generator exited with code {dead[0].exitcode}; see its traceback above"
-                raise SystemExit(msg) from None
-    for p in procs:
-        p.join()
-    return results
 
 
 def create_tokens(server: ServerProcess, n: int) -> list[str]:
@@ -295,9 +104,9 @@ def readback(server: ServerProcess, db_url: str) -> str:
                    headers=server.admin_headers).json()
 
     async def fill(token: str) -> None:
-        ws = await _auth(server.ws, token)
+        ws = await ingest_load.auth(server.ws, token)
         for start in range(0, 3600, 500):
-            await ws.send(batch_json(range(start, min(start + 500, 3600)), start))
+            await ws.send(ingest_load.batch_json(range(start, min(start + 500, 3600)), start))
             json.loads(await ws.recv())
         await ws.close()
 
@@ -329,6 +138,30 @@ def readback(server: ServerProcess, db_url: str) -> str:
            f"median {statistics.median(timings):.1f} ms"
 
 
+def bare_phase(args: argparse.Namespace, chunks: list[list[str]], bondline_rate: float, tmp: Path) -> str:
+    """The same flat-out load against the bare reference (bench/bare_ingest.py)
+    with as many worker processes as Bondline had; its figure and the ratio."""
+    port = free_port()
+    db_path = tmp / "bare.db"
+    proc = bare_ingest.start(port, args.server_workers, db_path, tmp / "bare.log")
+    try:
+        t = time.monotonic()
+        res = ingest_load.run_workers(ingest_load.flat_worker, chunks, f"ws://127.0.0.1:{port}",
+                                      args.flat_seconds, args.batch, args.window)
+        elapsed = time.monotonic() - t
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    flat = [r for chunk in res for r in chunk]
+    acked = sum(r["acked"] for r in flat)
+    rows, _ = bare_ingest.stored_counts(db_path)
+    rate = acked / elapsed
+    return (f"bare reference (FastAPI + orjson + one multi-row INSERT, SQLite WAL synchronous=FULL, ack after "
+            f"commit, {args.server_workers} worker process(es)): {acked} samples acked in {elapsed:.1f}s = "
+            f"{rate:,.0f} samples/s, {rows} rows stored\n"
+            f"bondline / bare reference: {bondline_rate:,.0f} / {rate:,.0f} = {bondline_rate / rate:.2f}")
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -337,7 +170,8 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--participants", default="1000,2000,3000", help="comma list of N for the 1 Hz phase")
+    ap.add_argument("--participants", default="1000,2000,3000,4000,6000,8000",
+                    help="comma list of N for the 1 Hz phase (stops at the first step not held)")
     ap.add_argument("--hz-seconds", type=float, default=20.0,
                     help="seconds of steady state measured in each 1 Hz step, after the ramp")
     ap.add_argument("--ramp", type=float, default=500.0, help="participants connecting per second in the ramp")
@@ -352,12 +186,18 @@ def main() -> int:
     ap.add_argument("--server-workers", type=int, default=os.cpu_count() or 1,
                     help="bondline serve --workers N (server processes sharing the port); default: one "
                          "per core, as docs/deploy.md recommends")
+    ap.add_argument("--seed", type=int, default=random.randrange(2**32), help="variation of the replayed samples")
+    ap.add_argument("--synthetic", action="store_true", help="make_sample()'s one sample instead of the recorded call")
+    ap.add_argument("--no-bare", action="store_true", help="skip the bare reference")
+    ap.add_argument("--haproxy", action="store_true",
+                    help="run --server-workers separate one-process nodes behind HAProxy (docs/deploy.md)")
     ap.add_argument("--pg", help="PostgreSQL server URL to create a scratch database on (default: SQLite)")
     args = ap.parse_args()
 
-    global COMPRESSION
+    replay = None if args.synthetic else Replay(args.seed)
+    ingest_load.REPLAY = replay
     if args.no_compression:
-        COMPRESSION = None
+        ingest_load.COMPRESSION = None
     tmp = Path(tempfile.mkdtemp(prefix="bondline-bench-"))
     if args.pg:
         import psycopg
@@ -372,20 +212,37 @@ def main() -> int:
     steps = [int(x) for x in args.participants.split(",") if x]
     # Before the server and load generators start, so they do not slow it.
     reference_ms = cpu_reference_ms()
-    server = ServerProcess(
-        db_url=db_url,
-        log_path=tmp / "server.log",
-        # The per-connection rate limit is policy, not capacity: lift it here.
-        env={"BONDLINE_RATE_MESSAGES_PER_S": "100000", "BONDLINE_RATE_BURST": "100000",
-             "BONDLINE_SQLITE_SYNCHRONOUS": args.sqlite_synchronous},
-        args=["--workers", str(args.server_workers)],
-    ).start()
+    # The per-connection rate limit is policy, not capacity: lift it here.
+    env = {"BONDLINE_RATE_MESSAGES_PER_S": "100000", "BONDLINE_RATE_BURST": "100000",
+           "BONDLINE_SQLITE_SYNCHRONOUS": args.sqlite_synchronous}
+    nodes: list[ServerProcess] = []
+    proxy: HAProxy | None = None
+    if args.haproxy:
+        # Separate one-process nodes behind HAProxy, configured as
+        # docs/deploy.md shows (tests/support/haproxy.py); the first migrates.
+        for i in range(args.server_workers):
+            nodes.append(ServerProcess(db_url=db_url, log_path=tmp / f"node{i}.log", env=env,
+                                       args=["--workers", "1"]).start())
+        proxy = HAProxy([n.port for n in nodes], tmp).start()
+    else:
+        nodes.append(ServerProcess(db_url=db_url, log_path=tmp / "server.log", env=env,
+                                   args=["--workers", str(args.server_workers)]).start())
+    server = nodes[0]
+    ws_base = proxy.base.replace("http://", "ws://") if proxy else server.ws
     try:
+        if proxy is not None:
+            print(f"{len(nodes)} nodes behind HAProxy at {proxy.base}", flush=True)
         store = "postgresql" if args.pg else "sqlite synchronous=" + args.sqlite_synchronous
         print(f"store: {store}  server pid {server.proc.pid if server.proc else '?'}, "
-              f"{args.server_workers} worker process(es)"
-              f"  cores: {os.cpu_count()}  websocket compression: {COMPRESSION or 'off'}", flush=True)
+              f"{args.server_workers} {'node' if proxy else 'worker'} process(es)"
+              f"  cores: {os.cpu_count()}  websocket compression: {ingest_load.COMPRESSION or 'off'}", flush=True)
         print(f"cpu reference: {reference_ms:.1f} ms for {CPU_REFERENCE} (best of 5)", flush=True)
+        if replay is not None:
+            print(f"samples: recorded Chromium call, varied with seed {args.seed} (replay with --seed "
+                  f"{args.seed}), mean {replay.mean_bytes():.0f} bytes", flush=True)
+        else:
+            one = len(ingest_load.batch_json(range(1), 0))
+            print(f"samples: synthetic, {one} bytes per 1-sample batch", flush=True)
         need = max(steps, default=0) + args.flat_connections
         t = time.monotonic()
         tokens = create_tokens(server, need)
@@ -405,9 +262,9 @@ def main() -> int:
             step_tokens = pool[used: used + n]
             used += n
             chunks = [step_tokens[i:: args.workers] for i in range(args.workers)]
-            sampler = _CpuSampler(server)
+            sampler = _CpuSampler(nodes)
             sampler.start()
-            res = _run_workers(_hz_worker, chunks, server.ws, args.hz_seconds, args.ramp, n)
+            res = ingest_load.run_workers(ingest_load.hz_worker, chunks, ws_base, args.hz_seconds, args.ramp, n)
             sampler.stop.set()
             window = (max(r["window"][0] for r in res), min(r["window"][1] for r in res))
             server_share = sampler.share(*window)
@@ -433,11 +290,16 @@ def main() -> int:
                   f"load generators {gen_share:.0%}; whole step: {counts['sent']} sent, {counts['acked']} acked, "
                   f"unacked {counts['unacked']}, duplicates {counts['dup']} -> {'held' if ok else 'NOT held'}",
                   flush=True)
+            if not ok:
+                break  # a larger step will not hold either
+        print(f"largest 1 Hz step held (ack p99 < 250 ms, nothing lost), steps up to {max(steps, default=0)}: "
+              f"{held}", flush=True)
         # Flat out.
         flat_tokens = tokens[: args.flat_connections]
         chunks = [flat_tokens[i:: args.workers] for i in range(args.workers)]
         t = time.monotonic()
-        res = _run_workers(_flat_worker, chunks, server.ws, args.flat_seconds, args.batch, args.window)
+        res = ingest_load.run_workers(ingest_load.flat_worker, chunks, ws_base, args.flat_seconds, args.batch,
+                                      args.window)
         elapsed = time.monotonic() - t
         flat = [r for chunk in res for r in chunk]
         acked = sum(r["acked"] for r in flat)
@@ -448,6 +310,8 @@ def main() -> int:
               f"{args.window}: {acked} samples acked in {elapsed:.1f}s = {rate:,.0f} samples/s, "
               f"duplicates {dup}", flush=True)
 
+        if not args.no_bare:
+            print(bare_phase(args, chunks, rate, tmp), flush=True)
         print(readback(server, db_url), flush=True)
         total_sent += 7200
         rows, distinct = stored_counts(db_url)
@@ -456,7 +320,10 @@ def main() -> int:
         print(f"participants_held_at_1hz: {held}")
         print(f"ingest_samples_per_s: {rate:.0f}")
     finally:
-        server.stop()
+        if proxy is not None:
+            proxy.stop()
+        for node in nodes:
+            node.stop()
         if args.pg:
             import psycopg
 

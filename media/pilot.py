@@ -114,20 +114,34 @@ def find_alignment(signal: NDArray[np.floating], step: int = 40) -> tuple[int, i
     nblocks = len(signal) // BLOCK - 1
     if nblocks < 3:
         return None
-    best: tuple[int, int] | None = None
-    for offset in range(0, BLOCK, step):
+    offsets = list(range(0, BLOCK, step))
+    scores = []
+    for offset in offsets:
         starts = offset + BLOCK * np.arange(nblocks)
         wins = np.stack([window_at(signal, int(s)) for s in starts])
         seqs = read_windows(wins)
         good = int(np.count_nonzero(seqs >= 0))
         # Consecutive blocks must also count up by one.
         steps = np.count_nonzero((np.diff(seqs) % PERIOD == 1) & (seqs[:-1] >= 0) & (seqs[1:] >= 0))
-        score = good + int(steps)
-        if best is None or score > best[1]:
-            best = (offset, score)
-    if best is None or best[1] < nblocks:
+        scores.append(good + int(steps))
+    top = max(scores)
+    if top < nblocks:
         return None
-    return best
+    # Every offset whose window stays inside the blocks reads them all: take the middle
+    # of that run (it may wrap past the block's end), not its first, so the windows sit
+    # centred and a decoder's slight shift after a loss keeps them inside.
+    n = len(offsets)
+    runs = [i for i in range(n) if scores[i] == top and scores[i - 1] != top]
+    best_len, best_mid = n, n // 2  # every offset reads them all
+    if runs:
+        best_len = 0
+        for i in runs:
+            length = 1
+            while scores[(i + length) % n] == top:
+                length += 1
+            if length > best_len:
+                best_len, best_mid = length, (i + (length - 1) // 2) % n
+    return offsets[best_mid], top
 
 
 def unwrap_seq(seq_mod: int, expected: float) -> int:

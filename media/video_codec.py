@@ -24,9 +24,11 @@ TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 
 
 class StampEncoder:
-    """Paints a stamp and encodes it as one VP8 key frame."""
+    """Paints a stamp and encodes it as one VP8 frame: a key frame every
+    ``key_interval`` frames (1, the probe's own: every frame), inter frames
+    between, as a browser sends (the bench's browser-like load)."""
 
-    def __init__(self, width: int = WIDTH, height: int = HEIGHT) -> None:
+    def __init__(self, width: int = WIDTH, height: int = HEIGHT, key_interval: int = 1) -> None:
         if (width, height) != (WIDTH, HEIGHT):
             raise ValueError(f"the probe's stamp is laid out for {WIDTH}x{HEIGHT} frames")
         self._painter = StampPainter()
@@ -42,7 +44,7 @@ class StampEncoder:
         codec.height = HEIGHT
         codec.pix_fmt = "yuv420p"
         codec.time_base = TIME_BASE
-        codec.gop_size = 1  # every frame a key frame
+        codec.gop_size = key_interval  # 1: every frame a key frame
         codec.bit_rate = 300_000
         codec.thread_count = 1
         codec.options = {

@@ -31,6 +31,7 @@ log = logging.getLogger("bondline.collector")
 
 DEFAULT_CLOCK = {"audio": 48_000, "video": 90_000}
 CONN_STATES = {"new", "connecting", "connected", "disconnected", "failed", "closed"}
+MIN_INTERVAL_MS = 50.0
 ICE_STATES = {"new", "checking", "connected", "completed", "disconnected", "failed", "closed"}
 
 
@@ -75,6 +76,9 @@ class StatsDeltas:
         self.prev: dict[str, dict[str, Any]] = {}
         self.polls = 0
         self.from_start = from_start
+        # Inbound audio ids that have had packets: the sample in which one first
+        # does is its playout start (``playoutStart``, as the browser plugin marks it).
+        self.playing: set[str] = set()
 
     def _delta(self, sid: str, cur: dict[str, Any], name: str, reset: bool) -> int | None:
         c = cur.get(name)
@@ -117,6 +121,11 @@ class StatsDeltas:
             rate = by_ssrc.get(ssrc, by_kind.get(kind, DEFAULT_CLOCK[kind])) if isinstance(ssrc, int) else None
             if s["type"] == "inbound-rtp":
                 f = self._inbound(s, kind, rate)
+                got = s.get("packetsReceived")
+                if kind == "audio" and s["id"] not in self.playing and isinstance(got, int | float) and got > 0:
+                    self.playing.add(s["id"])
+                    if not baseline:  # on the baseline poll it was already playing before we watched
+                        f["playoutStart"] = True
             else:
                 remote = remote_in.get(str(s.get("id", "")).rpartition("_")[2]) or remote_in.get(ssrc)
                 f = self._outbound(s, kind, rate, remote, interval_ms)
@@ -143,6 +152,9 @@ class StatsDeltas:
         jitter = s.get("jitter")
         if isinstance(jitter, int | float) and rate:
             f["jitterMs"] = round(jitter / rate * 1000, 2)
+        last = s.get("lastPacketReceivedTimestamp")
+        if kind == "audio" and isinstance(last, int | float) and last > 0:
+            f["lastPacketReceivedMs"] = round(last, 1)
         return f
 
     def _outbound(
@@ -162,7 +174,16 @@ class StatsDeltas:
         if remote is not None:
             # What the far end reported about this stream (RTCP receiver reports).
             rtt = remote.get("roundTripTime")
-            if isinstance(rtt, int | float) and rtt >= 0:
+            # aiortc restamps remote-inbound-rtp on every receiver report, but
+            # measures RTT only from one that answers its latest sender report;
+            # any other carries the old smoothed value on (on a delayed path,
+            # most do). So a measurement is new only when the value moved: a
+            # new one leaves the float exactly as it was practically never.
+            # Repeated, the old value would be counted twice.
+            seen = self.prev.get(str(remote.get("id")))
+            stale = seen is not None and (seen.get("timestamp") == remote.get("timestamp")
+                                          or seen.get("roundTripTime") == rtt)
+            if isinstance(rtt, int | float) and rtt >= 0 and not stale:
                 f["rttMs"] = round(rtt * 1000, 2)
             fl = remote.get("fractionLost")
             if isinstance(fl, int | float) and 0 <= fl <= 1:
@@ -185,6 +206,39 @@ def stats_dicts(report: Any) -> list[dict[str, Any]]:
     return out
 
 
+def inbound_streams(pc: Any) -> list[dict[str, Any]] | None:
+    """One inbound-rtp dict per received media SSRC, read from the receivers.
+
+    aiortc (1.16) gives every SSRC a receiver sees the receiver's one stats
+    id, so once a retransmission (RTX) arrives the RTX stream's figures
+    replace the media stream's in getStats(): video packetsReceived drops to
+    a handful and its loss vanishes. The receivers keep the per-SSRC counters
+    (private attributes, as clock_rates reads the codecs); RTX streams are
+    left out, as the media stream already counts what they repaired as lost.
+    None when this aiortc has no such attributes: getStats() is used as is.
+    """
+    out: list[dict[str, Any]] = []
+    for tr in pc.getTransceivers():
+        rx = tr.receiver
+        streams = getattr(rx, "_RTCRtpReceiver__remote_streams", None)
+        rtx = getattr(rx, "_RTCRtpReceiver__rtx_ssrc", None)
+        if not isinstance(streams, dict) or not isinstance(rtx, dict):
+            return None
+        for ssrc, st in list(streams.items()):
+            if ssrc in rtx:
+                continue
+            entry = {"type": "inbound-rtp", "id": f"inbound-rtp_{id(rx)}_{ssrc}", "kind": tr.kind, "ssrc": ssrc,
+                     "packetsReceived": st.packets_received, "packetsLost": st.packets_lost, "jitter": st.jitter}
+            # When the latest in-order packet arrived (wall clock, in the stream's clock
+            # units): Chromium's lastPacketReceivedTimestamp, which places an outage's
+            # edges better than packet counts do (docs/methodology.md).
+            arrival, rate = getattr(st, "_last_arrival", None), getattr(st, "_clockrate", None)
+            if isinstance(arrival, int) and isinstance(rate, int) and rate > 0:
+                entry["lastPacketReceivedTimestamp"] = arrival * 1000 / rate
+            out.append(entry)
+    return out
+
+
 class AiortcCollector:
     """Watches one aiortc RTCPeerConnection and sends its figures via an Uplink."""
 
@@ -203,11 +257,15 @@ class AiortcCollector:
         self._last_ms = time.time() * 1000
         self._conn_state: str | None = None
         self._ice_state: str | None = None
+        self._wake = asyncio.Event()
+        self._final_done = False
         pc.on("connectionstatechange", self._on_connection_state)
         pc.on("iceconnectionstatechange", self._on_ice_state)
 
     def _on_connection_state(self) -> None:
         self._event("connection.state", self.pc.connectionState)
+        if self.pc.connectionState == "closed":
+            self._wake.set()  # the final poll now, not up to an interval later
 
     def _on_ice_state(self) -> None:
         self._event("ice.state", self.pc.iceConnectionState)
@@ -221,7 +279,8 @@ class AiortcCollector:
             self._task = asyncio.create_task(self._run(), name="bondline-aiortc-collector")
 
     async def stop(self) -> None:
-        """Stop polling (the uplink is the caller's to flush and close)."""
+        """Stop polling after one last poll, so the partial interval since the
+        previous one is sent too (the uplink is the caller's to flush and close)."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -229,14 +288,36 @@ class AiortcCollector:
             except asyncio.CancelledError:
                 pass
             self._task = None
+            await self._final_poll()
+
+    async def _final_poll(self) -> None:
+        if self._final_done:
+            return
+        self._final_done = True
+        try:
+            # aiortc keeps its counters readable after close().
+            await self.poll()
+        except Exception:  # noqa: BLE001 - stopping must not fail on a broken connection
+            log.warning("final stats poll failed", exc_info=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        if not self.deltas.from_start:
+            # Poll at attach: what came before is the baseline, and every
+            # stream that appears after it counts from zero (its first second too).
+            try:
+                await self.poll()
+            except Exception:  # noqa: BLE001 - no baseline: the next poll is the baseline then
+                log.warning("stats poll failed", exc_info=True)
         next_at = loop.time()
         while True:
             next_at += self.interval_s
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_at - loop.time()))
+            except TimeoutError:
+                pass
             if self.pc.connectionState == "closed":
+                await self._final_poll()
                 return
             try:
                 await self.poll()
@@ -245,11 +326,20 @@ class AiortcCollector:
 
     async def poll(self) -> dict[str, Any] | None:
         """Read the stats once and submit a sample (None on the baseline poll)."""
+        # A sample covers at least 50 ms (the protocol's floor). A poll sooner
+        # than that after the last one (stop() just after a tick) waits for
+        # it, so the interval a sample states is the one its figures cover.
+        early = MIN_INTERVAL_MS - (time.time() * 1000 - self._last_ms)
+        if early > 0:
+            await asyncio.sleep(early / 1000)
         report = await self.pc.getStats()
         now_ms = time.time() * 1000
         start_ms, self._last_ms = self._last_ms, now_ms
-        interval_ms = max(50.0, now_ms - start_ms)
+        interval_ms = max(MIN_INTERVAL_MS, now_ms - start_ms)
         self.last_stats = stats_dicts(report)
+        inbound = inbound_streams(self.pc)
+        if inbound is not None:
+            self.last_stats = [s for s in self.last_stats if s.get("type") != "inbound-rtp"] + inbound
         streams = self.deltas.reduce(self.last_stats, interval_ms, clock_rates(self.pc))
         if streams is None:
             return None

@@ -30,6 +30,8 @@ from media.probe.profile import ProbeProfile
 from media.probe.report import EventTracker, IntervalData, build_sample
 from plugin.uplink import Uplink, ws_url_for
 
+RETRY_CAP_S = 3.0
+
 log = logging.getLogger("bondline.probe")
 FATAL = {4400, 4401, 4403, 4415, 4422}
 
@@ -68,8 +70,9 @@ class ProbeAgent:
     def __init__(self, server: str, token: str, profile: ProbeProfile | None = None, *,
                  on_interval: Callable[[IntervalData, dict[str, Any]], None] | None = None,
                  uplink: bool = True, endpoint_hook: Callable[[ProbeEndpoint], None] | None = None,
-                 recognise_pilot: bool = True) -> None:
+                 recognise_pilot: bool = True, key_interval: int = 1) -> None:
         self.server = server.rstrip("/")
+        self.key_interval = key_interval  # > 1: inter frames, as a browser sends (bench/sidecar.py)
         self.token = token
         self.profile = profile or ProbeProfile()
         self.on_interval = on_interval
@@ -109,7 +112,9 @@ class ProbeAgent:
                 if not reconnect:
                     break
                 failures += 1
-                delay = min(10.0, 0.5 * 2 ** min(failures, 5)) * random.uniform(0.5, 1.0)
+                # A probe is short (a minute by default): waiting long between tries would
+                # spend it waiting, so the back-off stops growing at 3 s (jittered).
+                delay = min(RETRY_CAP_S, 0.5 * 2 ** min(failures, 3)) * random.uniform(0.5, 1.0)
                 log.info("probe reconnecting in %.1fs", delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
@@ -149,7 +154,8 @@ class ProbeAgent:
                    for s in welcome.get("iceServers") or []]
         await asyncio.to_thread(encode_cycle, self.profile.ptime_ms)  # once per process, off the loop
         endpoint = self.endpoint = ProbeEndpoint(self.profile, "participant", ice_servers=servers,
-                                                 recognise_pilot=self.recognise_pilot)
+                                                 recognise_pilot=self.recognise_pilot,
+                                                 key_interval=self.key_interval)
         tracker: EventTracker | None = None
         try:
             offer = await endpoint.make_offer()

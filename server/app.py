@@ -1,4 +1,4 @@
-"""The FastAPI application: wiring of store, writer and routers."""
+"""The FastAPI application: settings, store, writer and the features."""
 
 from __future__ import annotations
 
@@ -10,21 +10,32 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from plugin.routes import router as plugin_router
 from server import __version__
-from server.accounts.wiring import install_accounts
-from server.config import Settings, get_settings
+from server.accounts.bootstrap import ensure_first_admin
+from server.accounts.wiring import FEATURE as ACCOUNTS
+from server.api.sessions import FEATURE as SESSIONS
+from server.config import Settings
+from server.demo.banner import DemoBanner
+from server.demo.call import FEATURE as DEMO_CALL
 from server.ingest.resolver import TokenResolver
-from server.ingest.routes import router as ingest_router
+from server.ingest.routes import FEATURE as INGEST
 from server.ingest.writer import IngestWriter
-from server.reports.routes import router as reports_router
-from server.sessions.api import router as sessions_router
-from server.sidecar.routes import router as sidecar_router
+from server.reports.routes import FEATURE as REPORTS
+from server.security.install import install_security
+from server.sfu.routes import FEATURE as SFU
+from server.sidecar.routes import FEATURE as SIDECAR
 from server.store.db import make_engine, upgrade
-from server.surveys.routes import router as surveys_router
-from server.web.routes import router as web_router
+from server.surveys.routes import FEATURE as SURVEYS
+from server.web.apidocs import FEATURE as API_DOCS
+from server.web.errors import install_error_pages
+from server.web.features import Feature, install_features
+from server.web.head import HeadAsGet
+from server.web.routes import FEATURE as WEB
 
 log = logging.getLogger("bondline")
+
+FEATURES: tuple[Feature, ...] = (WEB, API_DOCS, INGEST, SESSIONS, SIDECAR, SFU, DEMO_CALL, SURVEYS, REPORTS,
+                                 ACCOUNTS)
 
 
 def tune_gc() -> None:
@@ -43,8 +54,10 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 1000)
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: Settings | None = None, *, migrate: bool = True, demo: bool = False) -> FastAPI:
+    """The app. ``migrate=False`` when the caller has migrated already (the
+    workers' supervisor); ``demo`` marks every page as synthetic demo data."""
+    settings = settings or Settings()
     url = settings.sqlalchemy_url
     if migrate:
         upgrade(url)
@@ -74,16 +87,19 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         version=__version__,
         summary="Connection quality and therapeutic alliance for telehealth video sessions.",
         lifespan=lifespan,
+        # Served from the package by server/web/apidocs.py, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.admin_key = admin_key
-    app.include_router(ingest_router)
-    app.include_router(sessions_router)
-    app.include_router(web_router)
-    app.include_router(sidecar_router)  # before plugin_router: its /plugin/{name} would shadow ours
-    app.include_router(plugin_router)
-    app.include_router(surveys_router)
-    app.include_router(reports_router)
-    install_accounts(app, engine, settings)
+    app.state.demo = demo
+    install_features(app, FEATURES)
+    install_security(app, settings)
+    install_error_pages(app)
+    app.add_middleware(HeadAsGet)
+    if demo:
+        app.add_middleware(DemoBanner)
+    ensure_first_admin(engine, settings)
     return app

@@ -20,7 +20,6 @@ the admin API key of a run without one) is done here, before any worker.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing as mp
 import os
@@ -29,12 +28,58 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from server.config import Settings
+from server.http_timeouts import timed_protocol
 
 log = logging.getLogger("bondline.workers")
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``bondline serve`` listens (the settings say what it serves)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    workers: int = 1
+    demo: bool = False
+
+
+def uvicorn_options(settings: Settings, options: ServeOptions) -> dict[str, Any]:
+    """uvicorn settings shared by the single-process and multi-worker modes."""
+    return {
+        "host": options.host,
+        "port": options.port,
+        "log_level": options.log_level,
+        # Our own size check answers with a readable 4413; uvicorn's limit
+        # only backstops memory against far larger frames.
+        "ws_max_size": settings.max_message_bytes * 2 + 1024,
+        "ws_ping_interval": 20,
+        "ws_ping_timeout": 20,
+        "access_log": options.log_level == "debug",
+        # Deadlines on each request's headers and body (slowloris; docs/deploy.md).
+        "http": timed_protocol(settings.http_header_timeout_s, settings.http_body_timeout_s),
+    }
+
+
+def serve_one(settings: Settings, options: ServeOptions) -> int:
+    """One server process in the foreground (migrates first)."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.retention.schedule import RetentionSchedule
+
+    app = create_app(settings, demo=options.demo)
+    schedule = RetentionSchedule(settings).start()
+    try:
+        uvicorn.run(app, **uvicorn_options(settings, options))
+    finally:
+        schedule.stop()
+    return 0
+
 
 # A worker that keeps dying right after start is a bug or a broken store,
 # not a crash to paper over: give up rather than spin.
@@ -64,26 +109,22 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="bondline-parent-watch", daemon=True).start()
 
 
-def worker_main(args: argparse.Namespace, parent: int) -> None:
-    """Entry point of one worker process (started by ``spawn``)."""
+def worker_main(settings: Settings, options: ServeOptions, parent: int) -> None:
+    """Entry point of one worker process (started by ``spawn``); the
+    supervisor passes its settings, so every worker runs with the same."""
     import uvicorn
 
     from server.app import create_app
-    from server.cli import uvicorn_options
-    from server.config import get_settings
-    from server.demo.cli import mark_demo
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _exit_with_parent(parent)
-    settings = get_settings()
-    app = create_app(settings, migrate=False)
-    mark_demo(app, args)
-    sock = _listen_socket(args.host, args.port)
-    config = uvicorn.Config(app, **uvicorn_options(settings, args))
+    app = create_app(settings, migrate=False, demo=options.demo)
+    sock = _listen_socket(options.host, options.port)
+    config = uvicorn.Config(app, **uvicorn_options(settings, options))
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _prepare_once(settings: Settings) -> None:
+def _prepare_once(settings: Settings) -> Settings:
     from server.accounts.bootstrap import ensure_first_admin
     from server.store.db import make_engine, upgrade
 
@@ -93,17 +134,17 @@ def _prepare_once(settings: Settings) -> None:
         ensure_first_admin(engine, settings)
     finally:
         engine.dispose()
-    if not settings.admin_api_key:
-        # Every worker must accept the same key; workers read it from the
-        # environment they inherit.
-        key = secrets.token_urlsafe(24)
-        os.environ["BONDLINE_ADMIN_API_KEY"] = key
-        log.warning("BONDLINE_ADMIN_API_KEY is not set; this run's admin API key is: %s", key)
+    if settings.admin_api_key:
+        return settings
+    # Every worker must accept the same key.
+    key = secrets.token_urlsafe(24)
+    log.warning("BONDLINE_ADMIN_API_KEY is not set; this run's admin API key is: %s", key)
+    return settings.model_copy(update={"admin_api_key": key})
 
 
-def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``args.workers`` workers until SIGINT or SIGTERM."""
-    _prepare_once(settings)
+def serve_workers(settings: Settings, options: ServeOptions) -> int:
+    """Run ``options.workers`` workers until SIGINT or SIGTERM."""
+    settings = _prepare_once(settings)
     # spawn, not fork: a forked child would inherit this process's database
     # connections and threads.
     ctx = mp.get_context("spawn")
@@ -111,7 +152,7 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
     stopping = threading.Event()
 
     def start(index: int) -> BaseProcess:
-        proc = ctx.Process(target=worker_main, args=(args, parent), name=f"bondline-worker-{index}")
+        proc = ctx.Process(target=worker_main, args=(settings, options, parent), name=f"bondline-worker-{index}")
         proc.start()
         log.info("worker %d started (pid %s)", index, proc.pid)
         return proc
@@ -121,7 +162,11 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    workers = [start(i) for i in range(args.workers)]
+    workers = [start(i) for i in range(options.workers)]
+    # Retention runs here, once, not in every worker.
+    from server.retention.schedule import RetentionSchedule
+
+    schedule = RetentionSchedule(settings).start()
     restarts: list[float] = []
     status = 0
     while not stopping.wait(0.5):
@@ -137,6 +182,7 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
                 break
             log.warning("worker %d (pid %s) exited with code %s; starting it again", i, proc.pid, proc.exitcode)
             workers[i] = start(i)
+    schedule.stop()
     for proc in workers:
         if proc.is_alive() and proc.pid is not None:
             os.kill(proc.pid, signal.SIGTERM)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from server.analysis.caseload import Point, correlation, fit_model
-from server.analysis.config import AnalysisConfig
+from server.config import AnalysisConfig
 from server.demo.plan import WAI_BOND, RatingModel, plan_caseload
 
 CFG = AnalysisConfig()

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from server.analysis.config import AnalysisConfig
 from server.analysis.course import CourseInput, analyse_course, rci_threshold, reference_sd
+from server.config import AnalysisConfig
 
 CFG = AnalysisConfig()
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from server.analysis import emodel
-from server.analysis.config import AnalysisConfig
+from server.config import AnalysisConfig
 
 CFG = AnalysisConfig()
 

@@ -14,13 +14,12 @@ from sqlalchemy import func, select
 
 from server.accounts.service import check_password
 from server.analysis.caseload import Point, fit_model
-from server.analysis.config import AnalysisConfig
 from server.analysis.quality import compute, for_sessions
 from server.analysis.scores import BOND, load_scores
 from server.analysis.series import load_session
-from server.config import get_settings, normalise_database_url
+from server.config import AnalysisConfig, Settings, normalise_database_url
 from server.demo.build import DemoError, build_demo
-from server.demo.plan import plan_caseload
+from server.demo.plan import RatingModel, plan_caseload
 from server.ingest.headline import headline
 from server.ingest.schema import sample_adapter
 from server.store import tables as t
@@ -44,7 +43,7 @@ def test_demo_rows_are_what_ingest_stores(db_url: str) -> None:
                 assert sample["seq"] == r.seq and sample["startMs"] == r.t_ms
                 assert headline(sample) == {k: getattr(r, k) for k in headline(sample)}
             # Ratings: scored exactly as the instrument file says.
-            registry = load_for(get_settings())
+            registry = load_for(Settings())
             ratings = list(conn.execute(select(t.rating)))
             assert ratings
             for rt in ratings:
@@ -53,9 +52,9 @@ def test_demo_rows_are_what_ingest_stores(db_url: str) -> None:
                 assert orjson.loads(rt.subscales) == sc.subscales_json()
             # The summaries cached at build time equal a fresh computation from the stored rows.
             ids = [i for (i,) in conn.execute(select(t.session.c.id))]
-            cached = for_sessions(conn, ids, AnalysisConfig(), get_settings())
+            cached = for_sessions(conn, ids, AnalysisConfig(), Settings())
             for sid in ids:
-                fresh = compute(load_session(conn, sid), AnalysisConfig())
+                fresh = compute(load_session(conn, sid), AnalysisConfig(), conn)
                 assert cached[sid].summary == fresh.summary
                 assert cached[sid].events == fresh.events
             links = conn.execute(select(func.count()).select_from(t.survey_link)).scalar_one()
@@ -76,9 +75,13 @@ def test_demo_rows_are_what_ingest_stores(db_url: str) -> None:
 def test_known_effect_recovered_end_to_end_from_telemetry(sqlite_url: str) -> None:
     """Ratings come from the planted episodes; the model sees only what the
     detector finds in the stored samples."""
+    # The pure rating model: a planted rupture is an outlier on purpose (the
+    # caseload page's attention column is tested on it), not part of the effect.
+    model = RatingModel(ruptures_per_clinician=0)
     result = build_demo(sqlite_url, 11, clinicians=1, clients_per_clinician=8, sessions=(6, 9),
-                        duration_s=(1200, 1200))
-    plan = plan_caseload(11, clinicians=1, clients_per_clinician=8, sessions=(6, 9), duration_s=(1200, 1200))
+                        duration_s=(1200, 1200), model=model)
+    plan = plan_caseload(11, clinicians=1, clients_per_clinician=8, sessions=(6, 9), duration_s=(1200, 1200),
+                         model=model)
     truth = [s.disrupted_minutes for c in plan[0].clients for s in c.sessions]
     engine = make_engine(normalise_database_url(sqlite_url))
     try:
@@ -86,7 +89,7 @@ def test_known_effect_recovered_end_to_end_from_telemetry(sqlite_url: str) -> No
             ses = list(conn.execute(select(t.session.c.id, t.session.c.client_id, t.session.c.number)
                                     .order_by(t.session.c.id)))
             ids = [s.id for s in ses]
-            quality = for_sessions(conn, ids, AnalysisConfig(), get_settings())
+            quality = for_sessions(conn, ids, AnalysisConfig(), Settings())
             scores = load_scores(conn, ids)
     finally:
         engine.dispose()
@@ -116,3 +119,15 @@ def test_cli_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "synthetic" in r.stdout.lower() and "demo.clinician.a@example.org  password: " in r.stdout
+
+
+@pytest.mark.parametrize("seconds", [(120, 180), (61, 400)])
+def test_short_sessions_build_with_whole_episodes_only(tmp_path: Path, seconds: tuple[int, int]) -> None:
+    """A session too short for an episode (with its clear first and last
+    minute) gets none of that kind instead of one cut off at the end."""
+    plan = plan_caseload(3, clinicians=1, clients_per_clinician=6, sessions=(6, 6), duration_s=seconds)
+    planned = [s for c in plan for cl in c.clients for s in cl.sessions]
+    assert planned and all(60 <= e.start_s < e.end_s <= s.duration_s - 60 for s in planned for e in s.episodes)
+    result = build_demo(str(tmp_path / "short.db"), 3, clinicians=1, clients_per_clinician=6, sessions=(6, 6),
+                        duration_s=seconds)
+    assert result.sessions == len(planned)

@@ -55,7 +55,10 @@ def test_kill9_mid_session_loses_and_duplicates_nothing(server: ServerProcess) -
         return uplinks
 
     uplinks = asyncio.run(run())
-    assert all(u.connects >= 2 for u in uplinks), [u.connects for u in uplinks]
+    # Every participant lived through the outage: it reconnected, or (when the
+    # restart outlasted its three quick retries, as PostgreSQL's can on a busy
+    # machine) delivered through the HTTP fallback meanwhile.
+    assert all(u.connects >= 2 or u.http_posts > 0 for u in uplinks), [(u.connects, u.http_posts) for u in uplinks]
     assert all(u.stats.dropped == 0 and u.stats.rejected == 0 for u in uplinks)
     for session_id, role, _ in participants:
         seqs = stored(server, session_id, role)

@@ -97,14 +97,22 @@ def test_fast_path_leaves_non_json_numbers_to_the_parser() -> None:
     assert e.value.ws_code == 4400
 
 
-def test_integers_beyond_64_bits_in_unknown_fields_are_kept_exactly() -> None:
-    # orjson cannot write 2**70 (nor read it as an integer), so build the text by hand.
-    big = 2**70
-    one = orjson.dumps(sample(0)).decode()[:-1] + f',"vendor":{big}}}'
-    batch = p.read_samples(f'{{"type":"samples","schema":"{SCHEMA}","samples":[{one}]}}', Settings())
-    assert batch is not None
-    rows, _ = p.to_rows(batch, TokenOwner(1, 1, "client"))
-    assert f'"vendor":{big}' in str(rows[0][-1])
+def test_integers_in_unknown_fields_are_kept_exactly_within_64_bits() -> None:
+    # Built by hand: the fast path and the checked path must read the literal alike.
+    for big, kept in ((2**63 - 1, True), (-(2**63), True), (2**63, False), (2**70, False)):
+        one = orjson.dumps(sample(0)).decode()[:-1] + f',"vendor":{big}}}'
+        raw = f'{{"type":"samples","schema":"{SCHEMA}","samples":[{one}]}}'
+        if kept:
+            batch = p.read_samples(raw, Settings())
+            assert batch is not None
+            rows, _ = p.to_rows(batch, TokenOwner(1, 1, "client"))
+            assert f'"vendor":{big}' in str(rows[0][-1])
+            continue
+        for read in (lambda text: p.read_samples(text, Settings()),
+                     lambda text: p.validate_batch(p.parse_json(text, Settings()), Settings())):
+            with pytest.raises(p.Refusal) as e:
+                read(raw)
+            assert e.value.ws_code == 4422 and e.value.reason.startswith("samples.0.vendor: integer outside")
 
 
 def test_fast_path_keeps_the_batch_limits() -> None:
@@ -118,3 +126,29 @@ def test_integer_values_are_fine_for_float_fields() -> None:
     raw = sample(0)
     raw["connection"]["rttMs"] = 40
     p.validate_batch({"type": "samples", "schema": SCHEMA, "samples": [raw]}, Settings())
+
+
+def test_a_second_without_media_is_null_loss_and_flagged() -> None:
+    s = sample(0)
+    for st in s["streams"]:
+        if st["direction"] == "inbound":
+            st.update(packetsReceived=0, packetsLost=0, retransmittedPacketsReceived=0)
+    h = headline(sample_adapter.validate_python(s))
+    # Nothing arrived: not 0 % loss but no measurement, and said so.
+    assert h["no_media_in"] is True
+    assert h["loss_in"] is None and h["audio_loss_in"] is None and h["video_loss_in"] is None
+    assert h["audio_packets_in"] == 0.0
+    h = headline(sample_adapter.validate_python(sample(0)))
+    assert h["no_media_in"] is False and h["audio_packets_in"] == 49.0
+
+
+def test_the_latest_audio_packet_stamp_is_kept_and_video_stamps_are_not() -> None:
+    s = sample(0)
+    audio = next(st for st in s["streams"] if st["direction"] == "inbound" and st["kind"] == "audio")
+    video = next(st for st in s["streams"] if st["direction"] == "inbound" and st["kind"] == "video")
+    assert headline(sample_adapter.validate_python(s))["last_packet_in_ms"] is None  # absent: null, not 0
+    audio["lastPacketReceivedMs"] = 1_764_590_400_123.4
+    video["lastPacketReceivedMs"] = 1_764_590_400_900.0  # video's: not an audio packet's time
+    second = dict(audio, ssrc=4242, lastPacketReceivedMs=1_764_590_400_456.7)  # a second far end's audio
+    s["streams"].append(second)
+    assert headline(sample_adapter.validate_python(s))["last_packet_in_ms"] == 1_764_590_400_456.7

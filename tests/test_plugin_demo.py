@@ -12,7 +12,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 from starlette.requests import Request
 
-from plugin.demo_call import DEMO_DB_CLINICIAN, PLAIN_CLINICIAN, DemoSettings, demo_clinician, demo_enabled
+from server.config import DemoSettings
+from server.demo.call import DEMO_DB_CLINICIAN, PLAIN_CLINICIAN, demo_clinician, demo_enabled
 from tests.support.browser_call import ARTIFACTS, launch
 from tests.support.server import ServerProcess
 from tests.support.shared_server import running_server
@@ -87,15 +88,26 @@ def test_demo_call_shows_live_telemetry(shared_server: ServerProcess) -> None:
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        before = len(httpx.get(f"{srv.base}/api/v1/sessions?limit=1000", headers=srv.admin_headers).json())
         page.goto(srv.base + "/")
         page.click("text=Demo call")
         page.wait_for_url("**/demo/call")
+        # Visiting the page creates no session: only a call that starts does.
+        assert len(httpx.get(f"{srv.base}/api/v1/sessions?limit=1000", headers=srv.admin_headers).json()) == before
+        # The synthetic test pattern is the default source (no camera is asked for;
+        # tests/test_web_pages_browser.py runs a call with it). Here: the device's
+        # camera and microphone, Chromium's fake ones.
+        assert page.is_checked("input[name=source][value=synthetic]")
+        page.check("input[name=source][value=devices]")
+        page.click("#demo-start-button")
         # The page reads back what the server stored for each side.
         for role in ("clinician", "client"):
             page.wait_for_function(
                 f"() => Number(document.querySelector('#side-{role} td[data-f=stored]').textContent) >= 3",
                 timeout=30_000)
-            assert page.get_attribute(f"#badge-{role} .bondline-badge", "data-state") in ("good", "degraded")
+            state = page.get_attribute(f"#badge-{role} .bondline-badge", "data-state")
+            assert state in ("good", "degraded"), page.evaluate(
+                f"() => bondlineDemo.collectors['{role}'].status().lastSample")
         page.screenshot(path=str(ARTIFACTS / "demo-call.png"), full_page=True)
         page.click("#demo-hangup")
         page.wait_for_function("() => document.getElementById('demo-status').textContent.includes('Call ended')",

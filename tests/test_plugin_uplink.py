@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from plugin.uplink import Uplink
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, stored
 from tests.support.shared_server import running_server
 
 
@@ -33,14 +33,6 @@ def make_sample(i: int, *, seq: int | None = None) -> dict[str, Any]:
     if seq is not None:
         s["seq"] = seq
     return s
-
-
-def stored(srv: ServerProcess, session_id: int, role: str = "clinician") -> list[dict[str, Any]]:
-    r = httpx.get(f"{srv.base}/api/v1/sessions/{session_id}/samples", params={"role": role},
-                  headers=srv.admin_headers, timeout=10)
-    r.raise_for_status()
-    out: list[dict[str, Any]] = r.json()
-    return out
 
 
 def events(srv: ServerProcess, session_id: int) -> list[dict[str, Any]]:

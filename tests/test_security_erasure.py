@@ -53,6 +53,20 @@ def _events_of(db_url: str, session_ids: list[int]) -> int:
         engine.dispose()
 
 
+def _rollups_of(db_url: str, session_ids: list[int]) -> tuple[int, int]:
+    """(session roll-ups, per-minute roll-up rows) of these sessions."""
+    engine = create_engine(normalise_database_url(db_url))
+    try:
+        with engine.connect() as conn:
+            return tuple(  # type: ignore[return-value]
+                int(conn.execute(select(func.count()).select_from(table)
+                                 .where(table.c.session_id.in_(session_ids))).scalar_one())
+                for table in (t.session_rollup, t.minute_rollup)
+            )
+    finally:
+        engine.dispose()
+
+
 def _add_rating(db_url: str, session_id: int) -> None:
     if "rating" not in t.metadata.tables:
         return
@@ -73,6 +87,10 @@ def test_erasing_a_client_removes_all_their_data(server: ServerProcess) -> None:
         _stream(server, s["tokens"]["client"], 5)
         _stream(server, s["tokens"]["clinician"], 4)
         _add_rating(server.db_url, s["id"])
+        # Ended: each gets its roll-up (per-minute figures and events), which must go with it too.
+        r = httpx.post(f"{server.base}/api/v1/sessions/{s['id']}/end", headers=server.admin_headers, timeout=30)
+        assert r.status_code == 200
+    assert _rollups_of(server.db_url, [s["id"] for s in (*gone, kept, other)]) == (4, 8)
     before = _counts(server.db_url)
 
     with httpx.Client() as ann:
@@ -94,6 +112,8 @@ def test_erasing_a_client_removes_all_their_data(server: ServerProcess) -> None:
     assert after["session"] == before["session"] - 2
     assert after["participant"] == before["participant"] - 4
     assert after["sample"] == before["sample"] - 2 * 9
+    assert _rollups_of(server.db_url, [s["id"] for s in gone]) == (0, 0)
+    assert _rollups_of(server.db_url, [kept["id"], other["id"]]) == (2, 4)
     # Events (collector ones and the server's connect/disconnect ones) went with their sessions.
     assert _events_of(server.db_url, [s["id"] for s in gone]) == 0
     assert _events_of(server.db_url, [kept["id"], other["id"]]) >= 2 * 2 * 3

@@ -77,20 +77,27 @@ def test_plugin_and_ingest_refuse_unlisted_origins_by_default(sqlite_server: Ser
     stored = httpx.get(f"{base}/api/v1/sessions/{s['id']}/samples", headers=sqlite_server.admin_headers).json()
     assert [x["seq"] for x in stored] == [0, 1]
 
-    async def ws_status(origin: str | None) -> int | None:
+    async def ws_status(origin: str | None) -> tuple[int, str] | None:
+        """None when the socket is welcomed; else the close code and reason the page's script sees."""
         headers = {"Origin": origin} if origin else None
         try:
             async with websockets.connect(sqlite_server.ws + "/v1/telemetry", additional_headers=headers) as ws:
                 await ws.send(json.dumps({"type": "auth", "token": token}))
                 assert json.loads(await ws.recv())["type"] == "welcome"
                 return None
-        except websockets.InvalidStatus as e:
-            return int(e.response.status_code)
+        except websockets.ConnectionClosed as e:
+            assert e.rcvd is not None
+            return e.rcvd.code, e.rcvd.reason
 
-    assert asyncio.run(ws_status(PLATFORM)) == 403
-    assert asyncio.run(ws_status("null")) == 403
+    # A refused origin is told why, with a code the plugin treats as final (not a 403 it sees as 1006).
+    assert asyncio.run(ws_status(PLATFORM)) == (
+        4403, "origin https://platform.example is not allowed: add it to BONDLINE_ALLOWED_ORIGINS")
+    assert asyncio.run(ws_status("null")) == (4403, "origin null is not allowed: add it to BONDLINE_ALLOWED_ORIGINS")
     assert asyncio.run(ws_status(base)) is None
     assert asyncio.run(ws_status(None)) is None
+    # Nothing from a refused origin was stored.
+    stored = httpx.get(f"{base}/api/v1/sessions/{s['id']}/samples", headers=sqlite_server.admin_headers).json()
+    assert [x["seq"] for x in stored] == [0, 1]
     assert "origin 'https://platform.example' is not allowed" in sqlite_server.log_path.read_text()
 
 

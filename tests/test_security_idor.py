@@ -4,7 +4,14 @@ The route list is read from the application itself, so resource types that
 other areas add (ratings, reports, exports, ...) are covered without this
 file changing: every route with an id in its path is called by clinician B
 with clinician A's ids. A must get her data (proving the id is real); B must
-get 403 or 404, never A's data, and must change nothing."""
+get 403 or 404, never A's data, and must change nothing.
+
+Writes are requests that would succeed: each write route has, in OWNER_WRITES,
+a request that A's own call completes (2xx, or the form's 303). B sends the
+same request first and must get 404 (the same answer as an id that does not
+exist) and change nothing; then A sends it and must succeed, which proves the
+request reached the ownership check rather than failing before it. A write
+route with ids that OWNER_WRITES does not know fails the test: add one."""
 
 from __future__ import annotations
 
@@ -93,7 +100,7 @@ def seed_alpha(server: ServerProcess) -> dict[str, Any]:
         await ws.close()
 
     asyncio.run(stream())
-    httpx.post(f"{server.base}/api/v1/sessions/{s['id']}/end", headers=server.admin_headers).raise_for_status()
+    # Left open (not ended), so that ending it is a write A can still make.
     r = httpx.post(f"{server.base}/api/v1/sessions/{s['id']}/survey-links/therapist", headers=server.admin_headers)
     ids: dict[str, Any] = {"session_id": s["id"], "client_code": CODE}
     engine = create_engine(normalise_database_url(server.db_url))
@@ -124,6 +131,34 @@ def fill(path: str, ids: dict[str, Any]) -> str | None:
     return out
 
 
+_RADIO_RE = re.compile(r'<input type="radio" id="[^"]*" name="([^"]+)" value="([^"]*)"')
+
+
+def rating_form(client: httpx.Client, url: str) -> dict[str, str]:
+    """A complete therapist rating: the first choice of every question on A's own form."""
+    page = client.get(url)
+    assert page.status_code == 200, page.text[:300]
+    answers: dict[str, str] = {}
+    for name, value in _RADIO_RE.findall(page.text):
+        answers.setdefault(name, value)
+    assert answers, "no questions on the rating form"
+    return answers
+
+
+# A request each write route completes for the session's owner: (method,
+# path with A's ids, how to send its body). The order is the order A sends
+# them in (erasure last: it removes everything else).
+OWNER_WRITES: dict[str, tuple[str, dict[str, Any]]] = {
+    "POST /api/v1/sessions/{session_id}/probe/check-link": ("/api/v1/sessions/{session_id}/probe/check-link",
+                                                            {"json": {"role": "client"}}),
+    "POST /api/v1/sessions/{session_id}/survey-links/{respondent}": (
+        "/api/v1/sessions/{session_id}/survey-links/client", {}),
+    "POST /sessions/{session_id}/rating": ("/sessions/{session_id}/rating", {"form": True}),
+    "POST /api/v1/sessions/{session_id}/{action}": ("/api/v1/sessions/{session_id}/end", {}),
+    "DELETE /api/v1/clients/{client_code}": ("/api/v1/clients/{client_code}", {}),
+}
+
+
 def test_no_cross_clinician_access_on_any_route(sqlite_server: ServerProcess) -> None:
     server = sqlite_server
     create_user(server.db_url, "ann@example.org", PW)
@@ -135,11 +170,11 @@ def test_no_cross_clinician_access_on_any_route(sqlite_server: ServerProcess) ->
         login(ann, server.base, "ann@example.org", PW)
         login(bob, server.base, "bob@example.org", PW)
         bob_csrf = csrf_from(bob.get(server.base + "/account/password").text)
-        unsafe_headers = {"Origin": server.base, "X-CSRF-Token": bob_csrf}
+        ann_csrf = csrf_from(ann.get(server.base + "/account/password").text)
         before = snapshot(server.db_url)
 
         checked_reads: list[str] = []
-        checked_writes: list[str] = []
+        writes: list[str] = []
         for method, template in routes:
             path = fill(template, ids)
             if path is None:
@@ -153,16 +188,31 @@ def test_no_cross_clinician_access_on_any_route(sqlite_server: ServerProcess) ->
                 if own.status_code == 200:
                     checked_reads.append(template)
             else:
-                r = bob.request(method, url, headers=unsafe_headers, data={"csrf_token": bob_csrf})
-                assert r.status_code in (400, 403, 404, 409, 422), (method, template, r.status_code, r.text[:300])
-                assert MARK not in r.text
-                checked_writes.append(f"{method} {template}")
+                key = f"{method} {template}"
+                assert key in OWNER_WRITES, f"{key}: add a request that succeeds for the owner to OWNER_WRITES"
+                writes.append(key)
+        # B's writes, each exactly as A's will be: 404, and nothing of A's in the answer.
+        requests: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        for key, (path, how) in OWNER_WRITES.items():
+            method = key.split(" ", 1)[0]
+            url = server.base + path.format(**ids)
+            body = dict(how)
+            if body.pop("form", False):
+                body["data"] = rating_form(ann, url)
+            requests[key] = (method, url, body)
+        for key in writes:
+            method, url, body = requests[key]
+            data = dict(body.get("data", {}), csrf_token=bob_csrf) if "data" in body else None
+            r = bob.request(method, url, json=body.get("json"), data=data,
+                            headers={"Origin": server.base, "X-CSRF-Token": bob_csrf}, follow_redirects=False)
+            assert r.status_code == 404, (key, r.status_code, r.text[:300])
+            assert MARK not in r.text
         # Lists and exports without ids in the path: B sees only B's caseload.
         for method, template in routes:
             if method != "GET" or "{" in template or template.startswith(("/static", "/docs", "/redoc")):
                 continue
             if template == "/demo/call":
-                continue  # creates a demo session by design (loopback-only by default; plugin/demo_call.py)
+                continue  # creates a demo session by design (loopback-only by default; server/demo/call.py)
             r = bob.get(server.base + template, params={"client_code": CODE, "client_id": ids["client_id"],
                                                         "session_id": ids["session_id"], "client": CODE})
             assert r.status_code < 500, (template, r.status_code)
@@ -170,12 +220,21 @@ def test_no_cross_clinician_access_on_any_route(sqlite_server: ServerProcess) ->
             if r.status_code == 200 and "json" in r.headers.get("content-type", ""):
                 assert CODE not in r.text, template
         after = snapshot(server.db_url)
-    changed = {k: (before["counts"][k], after["counts"].get(k)) for k in before["counts"]
-               if before["counts"][k] != after["counts"].get(k)}
-    assert not changed, changed
-    assert after == before
-    # The test means something only if A really could read these.
+        changed = {k: (before["counts"][k], after["counts"].get(k)) for k in before["counts"]
+                   if before["counts"][k] != after["counts"].get(k)}
+        assert not changed, changed
+        assert after == before
+        # The same requests succeed for A: they were real writes, refused for B by ownership alone.
+        for key in [k for k in OWNER_WRITES if k in writes]:
+            method, url, body = requests[key]
+            data = dict(body.get("data", {}), csrf_token=ann_csrf) if "data" in body else None
+            r = ann.request(method, url, json=body.get("json"), data=data,
+                            headers={"Origin": server.base, "X-CSRF-Token": ann_csrf}, follow_redirects=False)
+            assert 200 <= r.status_code < 300 or (r.status_code == 303 and "data" in body), (
+                key, r.status_code, r.text[:300])
+        assert snapshot(server.db_url)["counts"]["client"] == before["counts"]["client"] - 1  # A erased her client
+    # The test means something only if A really could read and write these.
     for must in ("/api/v1/sessions/{session_id}", "/api/v1/sessions/{session_id}/samples",
                  "/api/v1/sessions/{session_id}/events"):
         assert must in checked_reads, checked_reads
-    assert len(checked_reads) >= 5 and len(checked_writes) >= 2, (checked_reads, checked_writes)
+    assert len(checked_reads) >= 5 and len(writes) >= 4, (checked_reads, writes)

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 import websockets
 
 from plugin.uplink import Uplink
@@ -40,16 +39,6 @@ def _wait_for_workers(srv: ServerProcess, n: int, timeout: float = 30.0) -> list
             return procs
         time.sleep(0.2)
     raise AssertionError(f"expected {n} workers, have {len(_workers(srv))}")
-
-
-@pytest.fixture
-def two_workers(tmp_path: Path) -> ServerProcess:  # type: ignore[misc]
-    srv = ServerProcess(db_url=str(tmp_path / "bondline.db"), log_path=tmp_path / "server.log",
-                        args=["--workers", "2"]).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def test_connections_spread_over_both_workers(two_workers: ServerProcess) -> None:

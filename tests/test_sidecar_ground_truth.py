@@ -14,7 +14,6 @@ One ~50 s scenario covers all of it (both directions at once).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 from media.probe.endpoint import ProbeEndpoint
 from media.probe.profile import ProbeProfile
 from media.probe.report import IntervalData
+from tests.support.aiortc_call import payload_types
 from tests.support.impaired_transport import Impairment, Script
 
 SEED = 20261125
@@ -32,16 +32,6 @@ STALLS = [(3.0, 0.5), (9.0, 0.7), (15.0, 1.0), (21.0, 1.4), (27.0, 1.9), (33.0, 
 OUTAGE_AT = 38.5
 AUDIO_DROPS = {"up": [(6.0, 0.5), (24.0, 1.2)], "down": [(12.0, 0.8), (30.0, 0.4)]}
 RUN_S = 44.0
-
-
-def payload_types(sdp: str) -> dict[int, str]:
-    out = {}
-    for pt, name in re.findall(r"a=rtpmap:(\d+) ([A-Za-z0-9]+)/", sdp):
-        if name.upper() == "VP8":
-            out[int(pt)] = "video"
-        elif name.lower() == "opus":
-            out[int(pt)] = "audio"
-    return out
 
 
 @dataclass

@@ -172,7 +172,7 @@ def test_agent_reconnects_after_a_server_crash(server_factory: Any, sqlite_url: 
     s = server.create_session(client_code="C-CRASH")
     agent = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "probe", "--server", server.base, "--token", s["tokens"]["client"],
-         "--duration", "16", "--json", "--quiet"],
+         "--duration", "24", "--json", "--quiet"],  # room for a restart under load (7 s at load 4)
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -189,7 +189,7 @@ def test_agent_reconnects_after_a_server_crash(server_factory: Any, sqlite_url: 
     finally:
         if agent.poll() is None:
             agent.kill()
-    assert agent.returncode == 0, err
+    assert agent.returncode == 0, (out, err)
     report = orjson.loads(out.strip().splitlines()[-1])
     assert report["runs"] >= 2
     events = _get(server, f"/api/v1/sessions/{s['id']}/events")

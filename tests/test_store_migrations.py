@@ -7,6 +7,7 @@ from alembic.migration import MigrationContext
 
 from server.config import normalise_database_url
 from server.store.db import current_revision, make_engine, upgrade
+from server.store.partitions import schema_filter
 from server.store.tables import metadata
 
 
@@ -17,7 +18,7 @@ def test_migrations_match_tables(db_url: str) -> None:
     assert current_revision(url) is not None
     engine = make_engine(url)
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": schema_filter})
         diff = compare_metadata(ctx, metadata)
     engine.dispose()
     assert diff == []

@@ -48,7 +48,8 @@ def therapist_rates_from_the_session_page(server: ServerProcess, sqlite_url: str
     with httpx.Client() as ana:
         login(ana, server.base, "ana@example.org", PASSWORD)
         form = ana.get(page_url)
-        assert form.status_code == 200 and "Your rating of this session" in form.text
+        # The form says which client and session it is for.
+        assert form.status_code == 200 and "Your rating of session 1 with client C-1" in form.text
         assert "I believe my client likes me." in form.text
         token = csrf_from(form.text)
         # Another clinician's session does not exist for her.
@@ -65,6 +66,26 @@ def therapist_rates_from_the_session_page(server: ServerProcess, sqlite_url: str
         saved = ana.get(page_url)
         # 11 x 4 + 2 = 46 -> mean 46/12 = 3.83
         assert "Rating saved" in saved.text and "mean 3.83, total 46" in saved.text
+        assert "session 1 with client C-1" in saved.text and "?correct=1" in saved.text
+        first_id = ana.get(f"{server.base}/api/v1/sessions/{mine['id']}/ratings").json()[0]["id"]
+        # A sent rating can be corrected: the form comes back with the sent answers chosen.
+        again = ana.get(page_url + "?correct=1")
+        assert again.status_code == 200 and "You sent this rating already" in again.text
+        assert 'id="q-wai-sr-therapist-2-2" name="wai-sr-therapist:2" value="2" checked' in again.text
+        # A correction with a blank is refused like a first sending, and changes nothing.
+        r = ana.post(page_url, data={**partial, "csrf_token": token})
+        assert r.status_code == 422 and "You sent this rating already" in r.text
+        assert "mean 3.83, total 46" in ana.get(page_url).text
+        r = ana.post(page_url, data={**THERAPIST, "csrf_token": token}, follow_redirects=False)
+        assert r.status_code == 303
+        assert "mean 4.00, total 48" in ana.get(page_url).text
+        corrected = ana.get(f"{server.base}/api/v1/sessions/{mine['id']}/ratings").json()
+        # Corrected in place: still one rating, the same one, scored again.
+        assert [(x["id"], x["total"]) for x in corrected] == [(first_id, 48.0)]
+        # Put back as it was, for the checks below.
+        r = ana.post(page_url, data={**THERAPIST, "wai-sr-therapist:2": "2", "csrf_token": token},
+                     follow_redirects=False)
+        assert r.status_code == 303
         # The therapist's link is the same single-use link: it is now answered.
         therapist_link = {x["respondent"]: x["url"] for x in mine["survey_links"]}["therapist"]
         assert httpx.get(therapist_link).status_code == 409

@@ -30,6 +30,11 @@ class Dropout:
     start_ms: float
     end_ms: float
     blocks: int
+    # Of the blocks: no audio at all (the network lost the packets), audio whose tones
+    # were wrong (a decoder recovering after a loss, a sender's glitch), or too late.
+    missing: int = 0
+    unreadable: int = 0
+    late: int = 0
 
     @property
     def duration_ms(self) -> float:
@@ -85,7 +90,8 @@ class AudioMeter:
         self._min_transit = RollingMin()
         self._last_transit: float | None = None
         self._bad_run = 0
-        self._open: tuple[int, int] | None = None  # (first gap block, count) of the dropout under way
+        # The dropout under way: its first block, and its blocks by verdict.
+        self._open: tuple[int, dict[str, int]] | None = None
         self._wall_base: float | None = None  # wall ms of block 0 at the fastest transit
 
     # -- input -------------------------------------------------------------
@@ -259,19 +265,20 @@ class AudioMeter:
             iv.late += 1
             t.late += 1
         if self._open is None:
-            self._open = (k, 1)
+            self._open = (k, {"missing": 0, "unreadable": 0, "late": 0})
             iv.dropouts_started += 1
-        else:
-            self._open = (self._open[0], self._open[1] + 1)
+        self._open[1][kind] += 1
 
     def _close_dropout(self, k: int) -> None:
         if self._open is None:
             return
-        first, count = self._open
+        first, kinds = self._open
+        count = sum(kinds.values())
         self._open = None
         base = self._wall_base or 0.0
         self.interval.dropouts.append(
-            Dropout(start_ms=base + first * BLOCK_MS, end_ms=base + (first + count) * BLOCK_MS, blocks=count)
+            Dropout(start_ms=base + first * BLOCK_MS, end_ms=base + (first + count) * BLOCK_MS, blocks=count,
+                    **kinds)
         )
 
     def take_interval(self) -> AudioInterval:

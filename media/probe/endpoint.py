@@ -49,7 +49,7 @@ def _codec_prefs(kind: str, mime: str) -> list[Any]:
 
 class ProbeEndpoint:
     def __init__(self, profile: ProbeProfile, side: Side, *, ice_servers: list[RTCIceServer] | None = None,
-                 run: str | None = None, recognise_pilot: bool = True) -> None:
+                 run: str | None = None, recognise_pilot: bool = True, key_interval: int = 1) -> None:
         tuning.check()
         self.profile = profile
         self.side = side
@@ -59,7 +59,7 @@ class ProbeEndpoint:
         self.video_meter = VideoMeter(profile.late_ms) if profile.video else None
         self.audio_meter = AudioMeter(profile.late_ms) if profile.audio else None
         self.pings = PingMeter()
-        self.video_track = StampedVideoTrack(profile.fps) if profile.video else None
+        self.video_track = StampedVideoTrack(profile.fps, key_interval=key_interval) if profile.video else None
         self.audio_track = PilotAudioTrack(profile.ptime_ms) if profile.audio else None
         self.taps: dict[str, ReceiverTap] = {}
         self._recognise = recognise_pilot
@@ -255,6 +255,12 @@ class ProbeEndpoint:
             out["video"] = self.video_meter.account(peer.get("frames"))
             out["video"]["freezes"] = self.video_meter.totals.freezes
             out["video"]["freezeMs"] = round(self.video_meter.totals.freeze_ms, 1)
+            vtap = self.taps.get("video")
+            if vtap is not None:
+                # Of the corrupt frames: not decoded because a reference was lost, and
+                # decoded but not readable (docs/probe.md).
+                out["video"]["spoiled"] = vtap.spoiled
+                out["video"]["decodeErrors"] = vtap.decode_errors
         if self.audio_meter is not None:
             out["audio"] = self.audio_meter.account()
             tap = self.taps.get("audio")
@@ -270,4 +276,9 @@ class ProbeEndpoint:
         for track in (self.video_track, self.audio_track):
             if track is not None:
                 track.stop()
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        except AttributeError:
+            # aiortc cannot close a connection whose offer it refused half-way
+            # (a transceiver without a transport); there is nothing left to stop.
+            log.debug("closing a half-negotiated peer connection", exc_info=True)

@@ -11,6 +11,9 @@ For a probe all of that is cost or distortion. The tap takes over
   RTCP receiver reports keep flowing to the sender);
 - emits a video frame as soon as all its packets are in, skipping older
   incomplete frames (and asking for a key frame when it does);
+- like a browser's receiver, never shows an inter frame whose reference
+  chain is broken (a packet lost since the last key frame): it counts as
+  unreadable and a key frame is asked for;
 - plays audio packets in order, dropping ones that arrive after a newer one;
 - decodes inline (VP8 key frames of 160x120 take ~0.1 ms, 60 ms of Opus
   ~0.1 ms) and hands the content straight to the meters.
@@ -121,6 +124,10 @@ class Vp8Assembler:
         self._frames: dict[int, _Frame] = {}
         self.last_ts: int | None = None
         self.skipped = 0
+        # The last packet of the last frame handed out: a frame not starting
+        # right after it means packets (whole frames, perhaps) were lost between.
+        self.last_end: int | None = None
+        self.contiguous = True
 
     def add(self, seq: int, ts: int, marker: bool, payload: bytes) -> tuple[bytes | None, int]:
         """(complete frame or None, older incomplete frames given up now)."""
@@ -150,12 +157,51 @@ class Vp8Assembler:
         skipped = len(older) - 1
         self.skipped += skipped
         self.last_ts = ts
+        self.contiguous = self.last_end is None or frame.begin == self.last_end + 1
+        self.last_end = frame.end
         return data, skipped
 
     def _bound(self) -> None:
         while len(self._frames) > MAX_PENDING_FRAMES:
             del self._frames[min(self._frames)]
             self.skipped += 1
+
+
+class DecodedPilot:
+    """A browser's audio: every Opus packet decoded and its pilot read by ``meter``."""
+
+    def __init__(self, meter: AudioMeter) -> None:
+        self.meter = meter
+        self.decode_errors = 0
+        self._opus = self._new_opus()
+
+    @staticmethod
+    def _new_opus() -> Any:
+        codec = av.CodecContext.create("libopus", "r")
+        codec.sample_rate = 48_000
+        codec.layout = "mono"
+        codec.format = "s16"
+        return codec
+
+    def packet(self, payload: bytes, pos: int, arrival_ms: float, after_gap: bool) -> None:
+        """``pos``: the packet's first sample on the sender's media clock (unwrapped,
+        from the first packet); ``after_gap``: packets before it were lost."""
+        if after_gap:
+            # Decoding it on the state left by the last packet heard smears it (Opus
+            # predicts across packets), which would count network loss twice. Start
+            # clean, as after a receiver's concealment. Chromium's hybrid Opus may still
+            # decode a block or two wrong after that (docs/probe.md).
+            self._opus = self._new_opus()
+        try:
+            frames = self._opus.decode(av.Packet(payload))
+        except av.FFmpegError:
+            self.decode_errors += 1
+            return
+        for frame in frames:
+            samples = frame.to_ndarray()
+            mono = samples[0] if samples.ndim == 2 else samples
+            self.meter.chunk(np.asarray(mono, dtype=np.int16), pos, arrival_ms)
+            pos += frame.samples
 
 
 class ReceiverTap:
@@ -175,7 +221,7 @@ class ReceiverTap:
         self._ts = Unwrapper(32)
         self._ts_origin: int | None = None
         self._last_audio_seq: int | None = None
-        self._opus: Any = None
+        self._decoded = DecodedPilot(audio) if audio is not None else None
         # Packets of a Bondline sender with this same Opus build are the
         # pre-encoded pilot byte for byte: recognising them by their bytes
         # tells exactly which blocks they carry, without decoding (the
@@ -183,13 +229,9 @@ class ReceiverTap:
         self._cycle = pilot_cycle
         self._known = pilot_cycle.index() if pilot_cycle is not None else {}
         self.audio_mode: str | None = None  # "recognise" | "decode", fixed by the first packet
-        if kind == "audio":
-            codec = av.CodecContext.create("libopus", "r")
-            codec.sample_rate = 48_000
-            codec.layout = "mono"
-            codec.format = "s16"
-            self._opus = codec
         self.decode_errors = 0
+        self.spoiled = 0  # inter frames not shown because a reference was lost
+        self._broken = False
         self.frozen = False  # set at the end of a run: the totals are final
         receiver._handle_rtp_packet = self.handle  # type: ignore[method-assign]
 
@@ -232,6 +274,18 @@ class ReceiverTap:
             await self.receiver._send_rtcp_pli(packet.ssrc)
         if data is None:
             return
+        if skipped or not self._vp8.contiguous:
+            self._broken = True
+        if data[0] & 1 == 0:  # VP8 frame tag: a key frame references nothing earlier
+            self._broken = False
+        elif self._broken:
+            # Decoding it would paint over a missing reference; a browser shows
+            # nothing new until the key frame it asks for.
+            self.spoiled += 1
+            self.video.frame(None, arrival)
+            if not skipped:
+                await self.receiver._send_rtcp_pli(packet.ssrc)
+            return
         planes = self._vp8_reader.decode(data)
         if not planes:
             self.decode_errors += 1
@@ -245,6 +299,7 @@ class ReceiverTap:
         assert self.audio is not None
         if self._last_audio_seq is not None and seq <= self._last_audio_seq:
             return  # overtaken by a newer packet: a player would have moved on
+        gap = self._last_audio_seq is not None and seq > self._last_audio_seq + 1
         self._last_audio_seq = seq
         ts = self._ts(packet.timestamp)
         if self._ts_origin is None:
@@ -258,14 +313,5 @@ class ReceiverTap:
             first = None if index is None else (index * bpp) % PERIOD
             self.audio.packet(ts - self._ts_origin, first, bpp, arrival)
             return
-        try:
-            frames = self._opus.decode(av.Packet(packet.payload))
-        except av.FFmpegError:
-            self.decode_errors += 1
-            return
-        pos = ts - self._ts_origin
-        for frame in frames:
-            samples = frame.to_ndarray()
-            mono = samples[0] if samples.ndim == 2 else samples
-            self.audio.chunk(np.asarray(mono, dtype=np.int16), pos, arrival)
-            pos += frame.samples
+        assert self._decoded is not None
+        self._decoded.packet(packet.payload, ts - self._ts_origin, arrival, gap)

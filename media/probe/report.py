@@ -190,7 +190,8 @@ class EventTracker:
             for drop in d.audio.dropouts:
                 if drop.duration_ms >= self.profile.dropout_min_ms:
                     out.append(self._event("audio_dropout", drop.start_ms, drop.end_ms, drop.duration_ms,
-                                           {"blocks": drop.blocks}))
+                                           {"blocks": drop.blocks, "blocksMissing": drop.missing,
+                                            "blocksUnreadable": drop.unreadable, "blocksLate": drop.late}))
         lost = max(d.pings.lost, 0)
         seen = d.pings.received + lost
         for rtp in (d.video_rtp, d.audio_rtp):

@@ -46,14 +46,15 @@ class _Paced(MediaStreamTrack):
 
 
 class StampedVideoTrack(_Paced):
-    """160x120 VP8 key frames stamped with frame number and send time."""
+    """160x120 VP8 frames stamped with frame number and send time: key frames
+    (``key_interval`` 1), or inter frames between key frames like a browser's."""
 
     kind = "video"
 
-    def __init__(self, fps: float, run: int | None = None) -> None:
+    def __init__(self, fps: float, run: int | None = None, key_interval: int = 1) -> None:
         super().__init__(1.0 / fps)
         self.run = run if run is not None else random.randrange(1 << 16)
-        self._encoder = StampEncoder()
+        self._encoder = StampEncoder(key_interval=key_interval)
 
     async def recv(self) -> av.Packet:
         await self._wait_turn()

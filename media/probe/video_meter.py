@@ -48,6 +48,10 @@ class VideoTotals:
     lost: int = 0
     late: int = 0
     corrupt: int = 0
+    # Unreadable frames before the first readable one and since the highest one: they
+    # fall outside the span of numbered frames ("missed at start/end"), not in it.
+    corrupt_at_start: int = 0
+    corrupt_at_end: int = 0
     duplicates: int = 0
     freezes: int = 0
     freeze_ms: float = 0.0
@@ -73,6 +77,10 @@ class VideoMeter:
         if stamp is None:
             iv.frames_corrupt += 1
             self.totals.corrupt += 1
+            if self.totals.highest_frame is None:
+                self.totals.corrupt_at_start += 1
+            else:
+                self.totals.corrupt_at_end += 1
             return
         if self.run is None:
             self.run = stamp.run
@@ -100,6 +108,7 @@ class VideoMeter:
                 if len(self.lost_frames) < 10_000:
                     self.lost_frames.extend(range(t.highest_frame + 1, min(n, t.highest_frame + 1 + 10_000)))
             t.highest_frame = n
+            t.corrupt_at_end = 0
             freeze = self.freeze_detector.frame(arrival_ms, frames_missing=gap)
             if freeze is not None:
                 iv.freezes.append(freeze)
@@ -135,10 +144,11 @@ class VideoMeter:
         if frames_sent is None:
             return out
         if t.first_frame is None or t.highest_frame is None:
-            out.update(missedAtStart=frames_sent, missedAtEnd=0, accounted=frames_sent == 0)
+            out.update(missedAtStart=frames_sent, missedAtEnd=0, corruptAtStart=t.corrupt, corruptAtEnd=0,
+                       accounted=frames_sent == 0)
             return out
         before = t.first_frame
         after = max(0, frames_sent - 1 - t.highest_frame)
-        out.update(missedAtStart=before, missedAtEnd=after,
-                   accounted=t.received + t.lost + before + after == frames_sent)
+        out.update(missedAtStart=before, missedAtEnd=after, corruptAtStart=t.corrupt_at_start,
+                   corruptAtEnd=t.corrupt_at_end, accounted=t.received + t.lost + before + after == frames_sent)
         return out

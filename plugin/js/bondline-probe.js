@@ -170,7 +170,7 @@
     this.len = 0; this.offset = null; this.seq0 = null; this.last = null; this.first = null;
     this.heard = 0; this.unreadable = 0; this.badRun = 0; this.resyncs = 0;
     this.iv = { expected: 0, heard: 0, missing: 0, unreadable: 0, dropoutsStarted: 0 };
-    this.dropouts = []; this.inGap = false; this.gapStart = 0; this.gapBlocks = 0;
+    this.dropouts = []; this.pending = null;
   }
   PilotReader.prototype.push = function (data) {
     if (this.len + data.length > this.buf.length) {
@@ -185,7 +185,7 @@
   };
   PilotReader.prototype.align = function () {
     if (this.len < 26 * BLOCK) return;
-    var base = this.len - 26 * BLOCK, bestOff = -1, bestScore = -1;
+    var base = this.len - 26 * BLOCK, scores = [], bestScore = -1;
     for (var off = 0; off < BLOCK; off += 40) {
       var score = 0, prev = -1;
       for (var k = 0; k < 25; k++) {
@@ -193,9 +193,21 @@
         if (s >= 0) { score++; if (prev >= 0 && (s - prev + PERIOD) % PERIOD === 1) score++; }
         prev = s;
       }
-      if (score > bestScore) { bestScore = score; bestOff = off; }
+      scores.push(score);
+      if (score > bestScore) bestScore = score;
     }
     if (bestScore < 25) return;
+    // Many offsets read every block (a window mostly in one block still reads it): take
+    // the middle of that run, which may wrap past the block's end, as media/pilot.py does,
+    // so the windows sit centred and survive a decoder's shift after a loss.
+    var n = scores.length, bestLen = 0, bestMid = Math.floor(n / 2);
+    for (var i = 0; i < n; i++) {
+      if (scores[i] !== bestScore || scores[(i + n - 1) % n] === bestScore) continue;
+      var len = 1;
+      while (len < n && scores[(i + len) % n] === bestScore) len++;
+      if (len > bestLen) { bestLen = len; bestMid = (i + Math.floor((len - 1) / 2)) % n; }
+    }
+    var bestOff = bestMid * 40;
     this.offset = (base + bestOff) % BLOCK;
     this.pos = base + bestOff; // start of the next block to judge
     this.badRun = 0;
@@ -206,24 +218,39 @@
       var s = readWindow(this.buf, this.pos + (BLOCK - WIN) / 2);
       this.pos += BLOCK;
       if (s < 0) {
+        this.reject();
         this.unreadable++; this.iv.unreadable++; this.badRun++;
         if (this.badRun >= 25) { this.offset = null; this.resyncs++; return; }
         continue;
       }
       this.badRun = 0;
-      var ref = this.last === null ? s : this.last + 1;
+      var ref = this.pending !== null ? this.pending + 1 : this.last === null ? s : this.last + 1;
       var full = s + PERIOD * Math.round((ref - s) / PERIOD);
-      if (this.last === null) { this.first = full; this.last = full - 1; }
-      if (full <= this.last) continue; // replayed (concealment may repeat audio)
-      var gap = full - this.last - 1;
-      if (gap > 0) {
-        this.iv.missing += gap;
-        if (!this.inGap) this.iv.dropoutsStarted++;
-        this.dropouts.push({ blocks: gap, endMs: wallMs() });
-      }
-      this.iv.expected += gap + 1; this.iv.heard++; this.heard++;
-      this.last = full;
+      if (this.last !== null && full === this.last + 1) { this.reject(); this.accept(full); continue; }
+      if (this.last !== null && full <= this.last) { this.reject(); continue; } // replayed (concealment repeats audio)
+      // A jump forward (or the first block) is believed only when the next block counts on
+      // from it: concealment during an outage can read as a stray number (one tone shifted),
+      // which taken at its word would swallow the real blocks up to it as "replayed".
+      if (this.pending !== null && full === this.pending + 1) { this.accept(this.pending); this.pending = null; this.accept(full); continue; }
+      this.reject();
+      this.pending = full;
     }
+  };
+  // An unconfirmed block is one that could not be read.
+  PilotReader.prototype.reject = function () {
+    if (this.pending === null) return;
+    this.pending = null; this.unreadable++; this.iv.unreadable++;
+  };
+  PilotReader.prototype.accept = function (full) {
+    if (this.last === null) { this.first = full; this.last = full - 1; }
+    var gap = full - this.last - 1;
+    if (gap > 0) {
+      this.iv.missing += gap;
+      this.iv.dropoutsStarted++;
+      this.dropouts.push({ blocks: gap, endMs: wallMs() });
+    }
+    this.iv.expected += gap + 1; this.iv.heard++; this.heard++;
+    this.last = full;
   };
   PilotReader.prototype.take = function () { var iv = this.iv; iv.dropouts = this.dropouts; this.dropouts = []; this.iv = { expected: 0, heard: 0, missing: 0, unreadable: 0, dropoutsStarted: 0 }; return iv; };
   PilotReader.prototype.account = function () {
@@ -235,19 +262,23 @@
   // ---------------------------------------------------------------- video meter --
   function VideoMeter(lateMs) {
     this.lateMs = lateMs; this.run = null; this.first = null; this.highest = null;
-    this.received = 0; this.lost = 0; this.late = 0; this.corrupt = 0; this.freezes = 0; this.freezeMs = 0;
+    this.received = 0; this.lost = 0; this.late = 0; this.corrupt = 0; this.freezes = 0; this.freezeMs = 0; this.unread = 0;
     this.durations = []; this.lastT = null; this.minTransit = null; this.lastTransit = null; this.jitter = 0;
     this.iv = this.fresh();
   }
   VideoMeter.prototype.fresh = function () { return { received: 0, lost: 0, late: 0, corrupt: 0, freezes: [], }; };
   // t: when the frame was shown (freezes); tRecv: when it arrived (transit), if known.
-  VideoMeter.prototype.frame = function (st, t, tRecv) {
+  // unread: frames the browser presented since the last callback without one of their
+  // own (a busy page); they were shown, so they are not lost, only not read.
+  VideoMeter.prototype.frame = function (st, t, tRecv, unread) {
     if (!st) { this.corrupt++; this.iv.corrupt++; return; }
     if (this.run === null) this.run = st.run; else if (st.run !== this.run) return;
     if (this.highest !== null && st.frame <= this.highest) return;
     var gap = this.highest === null ? 0 : st.frame - this.highest - 1;
+    var shown = Math.min(gap, Math.max(0, unread || 0));
     if (this.highest === null) this.first = st.frame;
     this.highest = st.frame;
+    gap -= shown; this.unread += shown; this.received += shown; this.iv.received += shown;
     this.lost += gap; this.iv.lost += gap; this.received++; this.iv.received++;
     if (this.lastT !== null) { // W3C webrtc-stats freeze rule (media/freeze.py)
       var d = t - this.lastT, n = this.durations.length;
@@ -267,7 +298,7 @@
   VideoMeter.prototype.take = function () { var iv = this.iv; this.iv = this.fresh(); return iv; };
   VideoMeter.prototype.account = function (sent) {
     var out = { sent: sent, received: this.received, lost: this.lost, late: this.late, corrupt: this.corrupt,
-      freezes: this.freezes, freezeMs: Math.round(this.freezeMs * 10) / 10 };
+      unread: this.unread, freezes: this.freezes, freezeMs: Math.round(this.freezeMs * 10) / 10 };
     if (typeof sent === 'number' && this.first !== null) {
       out.missedAtStart = this.first; out.missedAtEnd = Math.max(0, sent - 1 - this.highest);
       out.accounted = this.received + this.lost + out.missedAtStart + out.missedAtEnd === sent;
@@ -408,7 +439,13 @@
     var atrack = this.pilot.dest.stream.getAudioTracks()[0];
 
     var PC = nativePC();
-    var pc = this.pc = new PC({ iceServers: welcome.iceServers || [], bundlePolicy: 'max-bundle' });
+    // opts.iceServers / opts.iceTransportPolicy ('relay') override the server's: a page can
+    // force the probe through its own TURN relay (the tests' impairment relay does).
+    var pcConfig = { iceServers: o.iceServers || welcome.iceServers || [], bundlePolicy: 'max-bundle' };
+    if (o.iceTransportPolicy) pcConfig.iceTransportPolicy = o.iceTransportPolicy;
+    var pc = this.pc = new PC(pcConfig);
+    // Its negotiation goes through the patched prototype too: say it is ours.
+    if (typeof Bondline._own === 'function') Bondline._own(pc);
     if (prof.video) {
       var tv = pc.addTransceiver(vtrack, { direction: 'sendrecv', sendEncodings: [{ maxBitrate: 250000 }] });
       this.prefer(tv, 'video', 'video/vp8');
@@ -468,15 +505,19 @@
     var cv = document.createElement('canvas');
     cv.width = I.W; cv.height = I.H;
     var cx = cv.getContext('2d', { willReadFrequently: true });
-    function read(shown, recv) {
+    var presented = null;
+    function read(shown, recv, unread) {
       if (self.state !== 'running') return;
       cx.drawImage(vid, 0, 0, I.W, I.H);
-      self.vmeter.frame(I.readStamp(cx.getImageData(0, 0, I.W, I.H).data), shown, recv);
+      self.vmeter.frame(I.readStamp(cx.getImageData(0, 0, I.W, I.H).data), shown, recv, unread);
     }
     if ('requestVideoFrameCallback' in HTMLVideoElement.prototype) {
       var onFrame = function (now, meta) {
         var origin = performance.timeOrigin;
-        read(origin + (meta.presentationTime || now), meta.receiveTime ? origin + meta.receiveTime : undefined);
+        // A busy page gets one callback for several presented frames: presentedFrames says how many.
+        var unread = presented === null || !meta.presentedFrames ? 0 : meta.presentedFrames - presented - 1;
+        if (meta.presentedFrames) presented = meta.presentedFrames;
+        read(origin + (meta.presentationTime || now), meta.receiveTime ? origin + meta.receiveTime : undefined, unread);
         vid.requestVideoFrameCallback(onFrame);
       };
       vid.requestVideoFrameCallback(onFrame);
@@ -486,18 +527,35 @@
     vid.play().catch(function (e) { warn('video play', e); });
   };
 
+  // Reads the received pilot on the audio thread (AudioWorklet) and queues it to the
+  // page: a busy page then reads it late but whole. A ScriptProcessor (main thread)
+  // drops whatever arrives while the page is blocked for longer than its buffer,
+  // which reads as audio gaps that were never on the network (docs/probe.md).
   Probe.prototype.readAudio = function (track) {
     var self = this, stream = new MediaStream([track]);
     // Chromium feeds remote WebRTC audio to Web Audio only while a media element plays it.
     var au = this.audioEl = hidden(document.createElement('audio'));
     au.muted = true; au.srcObject = stream;
     au.play().catch(function (e) { warn('audio play', e); });
-    var src = this.actx.createMediaStreamSource(stream), sp = this.actx.createScriptProcessor(2048, 1, 1);
-    var mute = this.actx.createGain();
+    var actx = this.actx, src = actx.createMediaStreamSource(stream), mute = actx.createGain();
     mute.gain.value = 0;
-    src.connect(sp); sp.connect(mute); mute.connect(this.actx.destination);
-    sp.onaudioprocess = function (e) { if (self.state === 'running') self.reader.push(e.inputBuffer.getChannelData(0)); };
-    this.processor = sp;
+    mute.connect(actx.destination);
+    function push(data) { if (self.state === 'running') self.reader.push(data); }
+    function scriptProcessor() {
+      var sp = actx.createScriptProcessor(2048, 1, 1);
+      src.connect(sp); sp.connect(mute);
+      sp.onaudioprocess = function (e) { push(e.inputBuffer.getChannelData(0)); };
+      self.processor = sp;
+    }
+    if (!actx.audioWorklet || typeof AudioWorkletNode === 'undefined') { scriptProcessor(); return; }
+    var url = String(self.opts.server || global.location.origin).replace(/\/+$/, '') + '/plugin/bondline-pilot-tap.js';
+    actx.audioWorklet.addModule(url).then(function () {
+      var node = new AudioWorkletNode(actx, 'bondline-pilot-tap', { numberOfInputs: 1, numberOfOutputs: 1,
+        channelCount: 1, channelCountMode: 'explicit' });
+      node.port.onmessage = function (e) { push(e.data); };
+      src.connect(node); node.connect(mute);
+      self.tap = node;
+    }).catch(function (e) { warn('audio worklet', e); scriptProcessor(); });
   };
 
   Probe.prototype.loops = function () {
@@ -544,6 +602,9 @@
   function compact(o) { var out = {}; for (var k in o) if (o[k] !== null && o[k] !== undefined) out[k] = o[k]; return out; }
 
   Probe.prototype.interval = async function (final) {
+    // Once stopping, the final interval (whose start is not a whole second) covers the
+    // rest: a periodic one firing while it awaits getStats would report from that start.
+    if (!final && this.state !== 'running') return;
     var start = this.ivStart;
     if (start === undefined) return;
     var end = final ? Math.round(wallMs()) : start + this.profile.interval_ms;
@@ -604,10 +665,36 @@
     return out;
   };
 
+  // Frames the browser's encoder actually produced: a stamped frame it dropped
+  // (CPU or rate control) never left this machine, which is not network loss.
+  Probe.prototype.encoderCounts = function () {
+    var self = this;
+    return this.pc.getStats().then(function (report) {
+      report.forEach(function (s) {
+        if (s.type === 'outbound-rtp' && s.kind === 'video') {
+          self.encoded = { framesEncoded: s.framesEncoded, keyFramesEncoded: s.keyFramesEncoded, framesSent: s.framesSent };
+        }
+        // What the browser itself did with what arrived: frames it decoded or dropped
+        // (late for display, a busy machine) and audio it concealed or time-stretched.
+        if (s.type === 'inbound-rtp' && s.kind === 'video') {
+          self.decoded = { framesReceived: s.framesReceived, framesDecoded: s.framesDecoded, framesDropped: s.framesDropped,
+            keyFramesDecoded: s.keyFramesDecoded, nackCount: s.nackCount, jitterBufferDelay: s.jitterBufferDelay,
+            jitterBufferTargetDelay: s.jitterBufferTargetDelay, jitterBufferEmittedCount: s.jitterBufferEmittedCount };
+        }
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+          self.played = { concealedSamples: s.concealedSamples, totalSamplesReceived: s.totalSamplesReceived,
+            insertedSamplesForDeceleration: s.insertedSamplesForDeceleration,
+            removedSamplesForAcceleration: s.removedSamplesForAcceleration };
+        }
+      });
+    }).catch(function () { /* stats are extra */ });
+  };
+
   Probe.prototype.summary = function () {
     var sent = this.sidecar && this.sidecar.sent ? this.sidecar.sent.frames : undefined;
     return { side: 'participant', run: this.run, agent: 'browser',
       sent: { frames: this.framesSent, pings: this.pings.sent, audioBlocks: this.pilot ? this.pilot.seq : 0 },
+      encoder: this.encoded || null, decoder: this.decoded || null, playout: this.played || null,
       video: this.vmeter.account(sent), audio: this.reader.account(), pings: this.pings.account() };
   };
 
@@ -622,6 +709,7 @@
     var self = this;
     ['video', 'audioEl'].forEach(function (k) { if (self[k]) { try { self[k].srcObject = null; self[k].remove(); } catch (e) { /* */ } } });
     try { if (this.processor) this.processor.onaudioprocess = null; } catch (e) { /* */ }
+    try { if (this.tap) { this.tap.port.onmessage = null; this.tap.disconnect(); } } catch (e) { /* */ }
     try { if (this.pilot) this.pilot.stop(); } catch (e) { /* */ }
     try { if (this.vtrack) this.vtrack.stop(); } catch (e) { /* */ }
     try { if (this.pc) this.pc.close(); } catch (e) { /* */ }
@@ -634,6 +722,7 @@
     this.state = 'stopping';
     try {
       await this.interval(true);
+      await this.encoderCounts();
       var reply = this.expect('summary', 8000);
       var mine = this.summary();
       this.ws.send(JSON.stringify({ type: 'bye', sent: mine.sent, summary: mine }));

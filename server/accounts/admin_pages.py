@@ -12,9 +12,9 @@ from starlette.responses import Response
 from server.accounts import apikeys, service
 from server.accounts.deps import admin_identity, verify_csrf
 from server.accounts.identity import Identity
-from server.accounts.templating import render
 from server.audit import log as audit
 from server.timeutil import to_iso
+from server.web.pages import render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 Admin = Annotated[Identity, Depends(admin_identity)]

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from markupsafe import Markup, escape
 
-from server.access import check_key, presented_key
 from server.accounts import logins
+from server.accounts.access import check_key, presented_key
 from server.accounts.identity import Identity
 from server.config import Settings
 from server.security.origins import is_same_origin
@@ -105,7 +106,15 @@ def _origin_ok(request: Request) -> bool:
     return is_same_origin(origin, _settings(request), request.url.scheme, request.headers.get("host"))
 
 
-def api_identity(request: Request) -> Identity | None:
+# Declares the API key in the OpenAPI document, so /docs's "Authorize" sends it;
+# the key itself is read (and may also come as X-API-Key) by presented_key.
+API_KEY = HTTPBearer(auto_error=False, scheme_name="APIKey", bearerFormat="blk_...",
+                     description="An integrator API key (Admin, API keys), sent as `Authorization: Bearer blk_...`.")
+
+
+def api_identity(
+    request: Request, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(API_KEY)] = None,
+) -> Identity | None:
     """JSON endpoints: None for an API key caller (full access), the clinician's
     Identity for a login cookie; 401 with neither, 403 for a bad key."""
     key = presented_key(request)
@@ -188,27 +197,3 @@ def account_nav(request: Request | None) -> Markup:
         '<nav class="account"><span>{}</span> <a href="/account/password">Password</a>{}'
         '<form method="post" action="/logout" class="inline">{}<button type="submit">Log out</button></form></nav>'
     ).format(login.identity.email, admin, csrf_field(request))
-
-
-def register_globals() -> bool:
-    """Make ``csrf_field`` and ``account_nav`` Jinja globals of the web pages.
-
-    Called at import and again when the app is built: if server.web.routes
-    is itself importing this module, its ``templates`` does not exist yet."""
-    import sys
-
-    routes = sys.modules.get("server.web.routes")
-    if routes is None:
-        try:
-            import server.web.routes as routes
-        except ImportError:
-            return False
-    templates = getattr(routes, "templates", None)
-    if templates is None:
-        return False
-    templates.env.globals["csrf_field"] = csrf_field
-    templates.env.globals["account_nav"] = account_nav
-    return True
-
-
-register_globals()

@@ -19,9 +19,9 @@ from starlette.responses import Response
 from server.accounts import service as accounts
 from server.accounts.deps import api_identity, page_identity, verify_csrf
 from server.accounts.identity import Identity
-from server.accounts.templating import render
 from server.audit import log as audit
 from server.store import tables as t
+from server.web.pages import render
 
 router = APIRouter()
 

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from server.accounts.identity import Identity
@@ -131,20 +131,50 @@ def _failures(conn: Connection, column, value: str, since: int, *, reset_on_succ
     )
 
 
-def throttled(conn: Connection, settings: Settings, email: str, ip: str) -> bool:
-    """True when this email or address has failed too often recently."""
-    since = now_ms() - int(settings.login_window_minutes * 60_000)
+def _serialise(conn: Connection, email: str, ip: str) -> None:
+    """PostgreSQL: one attempt at a time per address and per email, across
+    every worker, until this transaction ends (always address first, so two
+    attempts never wait on each other in a cycle). SQLite needs nothing: the
+    attempt's insert takes the database's one write lock until commit."""
+    if conn.dialect.name == "postgresql":
+        for key in (f"login-ip:{ip}", f"login-email:{email}"):
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+
+
+def admit_attempt(conn: Connection, settings: Settings, email: str, ip: str) -> int | None:
+    """Record a login attempt before its password is checked, and decide
+    whether it may be checked at all: the id of the attempt (a failure until
+    ``settle_attempt`` says otherwise), or None when this email or address
+    has failed too often recently.
+
+    The row goes in first and the count includes it, in one serialised
+    transaction: checking first and inserting after the (slow) password
+    check let concurrent guesses on two workers all pass the check."""
+    _serialise(conn, email, ip)
+    now = now_ms()
+    attempt = int(conn.execute(
+        insert(t.login_attempt).values(email=email[:320], ip=ip[:64], t_ms=now, success=False)
+        .returning(t.login_attempt.c.id)
+    ).scalar_one())
+    since = now - int(settings.login_window_minutes * 60_000)
     # A success resets the email's count (its owner got in) but not the
     # address's, so one valid account cannot launder guesses at others.
-    if _failures(conn, t.login_attempt.c.email, email, since, reset_on_success=True) >= settings.login_max_failures:
-        return True
-    ip_failures = _failures(conn, t.login_attempt.c.ip, ip, since, reset_on_success=False)
-    return ip_failures >= settings.login_ip_max_failures
-
-
-def record_attempt(conn: Connection, settings: Settings, email: str, ip: str, success: bool) -> None:
-    now = now_ms()
-    conn.execute(insert(t.login_attempt).values(email=email[:320], ip=ip[:64], t_ms=now, success=success))
+    blocked = (
+        _failures(conn, t.login_attempt.c.email, email[:320], since, reset_on_success=True)
+        > settings.login_max_failures
+        or _failures(conn, t.login_attempt.c.ip, ip[:64], since, reset_on_success=False)
+        > settings.login_ip_max_failures
+    )
+    if blocked:
+        # A refused attempt guessed nothing: it does not extend the lockout.
+        conn.execute(delete(t.login_attempt).where(t.login_attempt.c.id == attempt))
+        return None
     # Attempts older than the window no longer matter to anyone.
-    conn.execute(delete(t.login_attempt).where(t.login_attempt.c.t_ms < now - int(settings.login_window_minutes
-                                                                                   * 60_000) - 3_600_000))
+    conn.execute(delete(t.login_attempt).where(t.login_attempt.c.t_ms < since - 3_600_000))
+    return attempt
+
+
+def settle_attempt(conn: Connection, attempt: int, success: bool) -> None:
+    """The outcome of an admitted attempt (it counts as a failure until now)."""
+    if success:
+        conn.execute(update(t.login_attempt).where(t.login_attempt.c.id == attempt).values(success=True))

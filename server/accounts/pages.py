@@ -7,6 +7,8 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from server.accounts import logins, service
@@ -20,9 +22,9 @@ from server.accounts.deps import (
 )
 from server.accounts.identity import Identity
 from server.accounts.passwords import policy_problem
-from server.accounts.templating import render
 from server.audit.log import client_ip, record
 from server.config import Settings
+from server.web.pages import render
 
 router = APIRouter(include_in_schema=False)
 
@@ -57,6 +59,27 @@ def login_form(request: Request, next: str = "/") -> Response:
     return render(request, "login.html", {"next": safe_next(next), "error": None, "email": ""})
 
 
+def _attempt(engine: Engine, settings: Settings, email: str, password: str,
+             ip: str) -> tuple[bool, service.Account | None, str | None]:
+    """(throttled, account, login cookie) of one login attempt. The attempt is
+    counted before the password is checked (logins.admit_attempt), and the
+    slow check runs outside any write transaction."""
+    with engine.begin() as conn:
+        attempt = logins.admit_attempt(conn, settings, email, ip)
+    if attempt is None:
+        return True, None, None
+    with engine.begin() as conn:
+        account = service.check_password(conn, email, password) if email and password else None
+        logins.settle_attempt(conn, attempt, account is not None)
+        token = logins.start_login(conn, settings, account.id) if account is not None else None
+    return False, account, token
+
+
+def _record_login(engine: Engine, request: Request, account: service.Account) -> None:
+    with engine.begin() as conn:
+        record(conn, request, "login", actor=account.email, actor_clinician_id=account.id)
+
+
 @router.post("/login")
 async def login_submit(
     request: Request,
@@ -70,14 +93,9 @@ async def login_submit(
     ip = client_ip(request)
     target = safe_next(next)
     engine = request.app.state.engine
-    account: service.Account | None = None
-    token: str | None = None
-    with engine.begin() as conn:
-        blocked = logins.throttled(conn, settings, email, ip)
-        if not blocked:
-            account = service.check_password(conn, email, password) if email and password else None
-            logins.record_attempt(conn, settings, email, ip, account is not None)
-            token = logins.start_login(conn, settings, account.id) if account is not None else None
+    # argon2 takes tens of milliseconds of CPU: on the event loop it would
+    # stall every socket of this worker, so the whole attempt runs on a thread.
+    blocked, account, token = await run_in_threadpool(_attempt, engine, settings, email, password, ip)
     if blocked:
         minutes = int(settings.login_window_minutes)
         return render(
@@ -92,8 +110,7 @@ async def login_submit(
             request, "login.html", {"next": target, "email": email, "error": "Wrong email or password."},
             status_code=401,
         )
-    with engine.begin() as conn:
-        record(conn, request, "login", actor=account.email, actor_clinician_id=account.id)
+    await run_in_threadpool(_record_login, engine, request, account)
     if account.must_change:
         target = "/account/password?next=" + quote(target, safe="")
     response = RedirectResponse(target, status_code=303)

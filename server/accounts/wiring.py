@@ -1,23 +1,19 @@
-"""Everything accounts and security add to the app, in one call from app.py."""
+"""What accounts and security add to the app: declared once, installed by server/app.py."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from sqlalchemy.engine import Engine
+from pathlib import Path
 
 from server.accounts.admin_pages import router as admin_router
-from server.accounts.bootstrap import ensure_first_admin
-from server.accounts.deps import register_globals
+from server.accounts.deps import account_nav, csrf_field
 from server.accounts.erasure import router as erasure_router
 from server.accounts.pages import router as pages_router
-from server.config import Settings
-from server.security.install import install_security
+from server.web.features import Feature
 
-
-def install_accounts(app: FastAPI, engine: Engine, settings: Settings) -> None:
-    register_globals()
-    install_security(app, settings)
-    app.include_router(pages_router)
-    app.include_router(admin_router)
-    app.include_router(erasure_router)
-    ensure_first_admin(engine, settings)
+FEATURE = Feature(
+    "accounts",
+    routers=[pages_router, admin_router, erasure_router],
+    templates=Path(__file__).parent / "templates",
+    # base.html draws the account links and every form its CSRF field.
+    template_globals={"csrf_field": csrf_field, "account_nav": account_nav},
+)

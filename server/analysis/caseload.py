@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from server.analysis.config import AnalysisConfig
+from server.config import AnalysisConfig
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,10 @@ class Point:
     number: int
     disruption: float
     rating: float
+    # Disrupted minutes on the client's and on the clinician's connection
+    # (server/analysis/attribution.py); None when the session was not attributed.
+    client_side: float | None = None
+    clinician_side: float | None = None
 
 
 @dataclass
@@ -102,6 +106,57 @@ def fit_model(points: list[Point], cfg: AnalysisConfig) -> ModelResult:
         # Every client has the same mean: the between term is not estimable.
         return ModelResult(False, n, k, "Not enough data for the model: clients do not differ in disruption.")
     exog = np.column_stack([np.ones(n), within, between, s])
+    return _fit(y, exog, inv, TERMS, n, k)
+
+
+# The split model: the within-client term of each side on its own (docs/methodology.md, "Caseload model").
+SPLIT_TERMS = (
+    ("intercept", "Intercept (rating at 0 disrupted minutes, session 0)"),
+    ("within_client_side", "Within client: per minute on the client's connection above the client's own average"),
+    ("within_clinician_side", "Within client: per minute on your connection above the client's own average"),
+    ("between", "Between clients: per minute of a client's average disruption"),
+    ("session", "Per session number"),
+)
+
+
+def fit_split_model(points: list[Point], cfg: AnalysisConfig) -> ModelResult:
+    """The caseload model with the within-client term split by whose connection it was.
+
+    Only sessions whose disruption was attributed take part. Minutes between
+    the two (peer to peer) or undetermined stay in the between-clients term
+    only: they belong to neither side."""
+    pts = [p for p in points if p.client_side is not None and p.clinician_side is not None]
+    n = len(pts)
+    k = len({p.client_id for p in pts})
+    if n < cfg.model_min_sessions or k < cfg.model_min_clients:
+        return ModelResult(
+            False, n, k,
+            f"Not enough attributed sessions to split the model: {n} from {k} clients; it needs at least "
+            f"{cfg.model_min_sessions} sessions from {cfg.model_min_clients} clients.",
+        )
+    g = np.array([p.client_id for p in pts])
+    _, inv = np.unique(g, return_inverse=True)
+
+    def within(v: np.ndarray) -> np.ndarray:
+        return np.asarray(v - (np.bincount(inv, weights=v) / np.bincount(inv))[inv])
+
+    c = within(np.array([p.client_side or 0.0 for p in pts], dtype=float))
+    m = within(np.array([p.clinician_side or 0.0 for p in pts], dtype=float))
+    d = np.array([p.disruption for p in pts], dtype=float)
+    between = (np.bincount(inv, weights=d) / np.bincount(inv))[inv]
+    for name, v in (("the client's connection", c), ("your connection", m)):
+        if np.ptp(v) == 0:
+            return ModelResult(False, n, k, f"Not enough data to split the model: disruption on {name} never "
+                                            "varies within a client.")
+    if np.ptp(between) == 0:
+        return ModelResult(False, n, k, "Not enough data to split the model: clients do not differ in disruption.")
+    y = np.array([p.rating for p in pts], dtype=float)
+    s = np.array([p.number for p in pts], dtype=float)
+    return _fit(y, np.column_stack([np.ones(n), c, m, between, s]), inv, SPLIT_TERMS, n, k)
+
+
+def _fit(y: np.ndarray, exog: np.ndarray, inv: np.ndarray, terms: tuple[tuple[str, str], ...], n: int,
+         k: int) -> ModelResult:
     # Imported here: statsmodels and scipy take seconds to import, and a
     # server that is never asked for a caseload should not pay that at start.
     from scipy import stats
@@ -122,7 +177,7 @@ def fit_model(points: list[Point], cfg: AnalysisConfig) -> ModelResult:
     bse = np.asarray(res.bse_fe, dtype=float)
     zcrit = float(stats.norm.ppf(0.975))
     coefs = []
-    for i, (name, lab) in enumerate(TERMS):
+    for i, (name, lab) in enumerate(terms):
         est, se = float(params[i]), float(bse[i])
         p = float(2 * stats.norm.sf(abs(est / se))) if se > 0 and math.isfinite(se) else float("nan")
         coefs.append(Coefficient(name, lab, est, se, est - zcrit * se, est + zcrit * se, p))

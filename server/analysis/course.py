@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.analysis.config import AnalysisConfig
+from server.config import AnalysisConfig
 
 
 @dataclass
@@ -34,6 +34,8 @@ class CourseInput:
     goal: float | None
     task: float | None
     total: float | None
+    # Disrupted minutes per side (server/analysis/attribution.py); None when not attributed.
+    side_minutes: dict[str, int] | None = None
 
 
 @dataclass
@@ -53,6 +55,7 @@ class CourseRow:
     running_level: float | None
     drop: float | None
     rupture: bool
+    side_minutes: dict[str, int] | None = None
 
 
 @dataclass
@@ -62,6 +65,33 @@ class Course:
     reference_sd: float | None
     reference_n: int
     suggestion: str
+    # Over the attributed sessions: disrupted minutes in all, and how many of them
+    # were on the client's connection, on the clinician's, between the two, undetermined.
+    side_totals: dict[str, int] | None = None
+    disrupted_total: int = 0
+
+    @property
+    def client_share_pct(self) -> float | None:
+        """Share of the course's disrupted minutes on the client's connection."""
+        if not self.side_totals or not self.disrupted_total:
+            return None
+        return round(100.0 * self.side_totals.get("client", 0) / self.disrupted_total, 1)
+
+    @property
+    def clinician_share_pct(self) -> float | None:
+        if not self.side_totals or not self.disrupted_total:
+            return None
+        return round(100.0 * self.side_totals.get("clinician", 0) / self.disrupted_total, 1)
+
+
+def distinct(a: float, b: float) -> tuple[str, str]:
+    """Two values with enough decimals that unequal values never read as equal
+    ("fell 0.624, more than 0.619", not "fell 0.62, more than 0.62")."""
+    for nd in (2, 3, 4):
+        fa, fb = f"{a:.{nd}f}", f"{b:.{nd}f}"
+        if fa != fb or a == b:
+            return fa, fb
+    return f"{a:.6f}", f"{b:.6f}"
 
 
 def rci_threshold(sd: float, reliability: float, z: float) -> float:
@@ -96,13 +126,19 @@ def analyse_course(items: list[CourseInput], caseload_bonds: list[float], cfg: A
                 minutes=it.minutes, verdict=it.verdict, disrupted=disrupted,
                 bond=it.bond, goal=it.goal, task=it.task, total=it.total,
                 running_level=None if running is None else round(running, 2),
-                drop=None if drop is None else round(drop, 2), rupture=rupture,
+                # Three decimals: the flag is decided on the unrounded values, and
+                # the page must be able to show a drop just above the threshold as such.
+                drop=None if drop is None else round(drop, 3), rupture=rupture, side_minutes=it.side_minutes,
             )
         )
         if it.bond is not None:
             earlier.append(it.bond)
-    return Course(rows, None if thr is None else round(thr, 2), None if sd is None else round(sd, 3),
-                  len(caseload_bonds), suggest(rows, thr, cfg))
+    attributed = [r for r in rows if r.side_minutes is not None and r.disrupted_minutes is not None]
+    totals = {k: sum((r.side_minutes or {}).get(k, 0) for r in attributed)
+              for k in ("client", "clinician", "between", "undetermined")} if attributed else None
+    return Course(rows, None if thr is None else round(thr, 3), None if sd is None else round(sd, 3),
+                  len(caseload_bonds), suggest(rows, thr, cfg), totals,
+                  sum(r.disrupted_minutes or 0 for r in attributed))
 
 
 def suggest(rows: list[CourseRow], threshold: float | None, cfg: AnalysisConfig) -> str:
@@ -112,17 +148,19 @@ def suggest(rows: list[CourseRow], threshold: float | None, cfg: AnalysisConfig)
     last = rows[-1]
     n = last.number
     parts: list[str] = []
+    if last.rupture and last.drop is not None and threshold is not None:
+        drop, thr = distinct(last.drop, threshold)
     if last.rupture and last.disrupted:
         parts.append(
             f"Session {n} had {last.disrupted_minutes} disrupted minutes and the client's bond rating fell "
-            f"{last.drop:.2f} below their running level (more than the reliable-change threshold of "
-            f"{threshold:.2f}). Consider naming the connection problems at the start of the next session and "
+            f"{drop} below their running level (more than the reliable-change threshold of "
+            f"{thr}). Consider naming the connection problems at the start of the next session and "
             "checking in about how the last session felt for the client."
         )
     elif last.rupture:
         parts.append(
-            f"The client's bond rating in session {n} fell {last.drop:.2f} below their running level (more than "
-            f"the reliable-change threshold of {threshold:.2f}) without notable connection problems. Consider "
+            f"The client's bond rating in session {n} fell {drop} below their running level (more than "
+            f"the reliable-change threshold of {thr}) without notable connection problems. Consider "
             "checking in about the relationship in the next session."
         )
     elif last.disrupted:

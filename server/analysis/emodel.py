@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from server.analysis.config import AnalysisConfig
+from server.config import AnalysisConfig
 
 FloatArray = NDArray[np.float64]
 

@@ -6,11 +6,15 @@ with other thresholds (config hash), or may be out of date. A row made
 after the session's ingest tokens expired is final (no sample can arrive
 any more), so course and caseload views over hundreds of sessions read
 cached rows and do not rescan millions of samples.
+
+A session whose raw samples were pruned (server/retention/) is read from
+its roll-up instead: the summary and events computed from the raw samples
+before they went, whatever the thresholds are now (docs/operations.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -18,11 +22,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from server.analysis.config import AnalysisConfig
+from server.analysis import legs as leg_figures
+from server.analysis import rollup
+from server.analysis.attribution import Attribution, attribute_all, side_minutes
 from server.analysis.events import Disruption, detect_all
 from server.analysis.series import SessionData, load_session
 from server.analysis.summary import SessionSummary, summarise
-from server.config import Settings
+from server.config import AnalysisConfig, Settings
 from server.sessions.tokens import token_expiry_ms
 from server.store import tables as t
 from server.timeutil import now_ms
@@ -32,17 +38,31 @@ from server.timeutil import now_ms
 class SessionQuality:
     summary: SessionSummary
     events: list[Disruption]
+    # One per event (server/analysis/attribution.py); empty when read from the cache.
+    attributions: list[Attribution] = field(default_factory=list)
 
 
-def compute(data: SessionData, cfg: AnalysisConfig) -> SessionQuality:
+def compute(data: SessionData, cfg: AnalysisConfig, conn: Connection | None = None) -> SessionQuality:
+    """Events, their attribution and the summary. Without ``conn`` the leg
+    figures in the samples' JSON are not read, and attribution falls back to
+    what topology alone allows ("between the two" / "undetermined")."""
     events = detect_all(data, cfg)
-    return SessionQuality(summarise(data, cfg, events), events)
+    summary = summarise(data, cfg, events)
+    roles = {p.participant_id: p.role for p in data.participants}
+    # After each event, as far as its receiver reports may still arrive (report_lag_ms).
+    after = int(max(cfg.merge_gap_ms, cfg.report_lag_ms))
+    windows = [(e.start_ms - int(cfg.merge_gap_ms), e.end_ms + after) for e in events]
+    by_pid = leg_figures.load(conn, roles, windows) if conn is not None and events else {}
+    attrs = attribute_all(events, {s.role: s for s in by_pid.values()}, data.events, cfg)
+    if summary.t0_ms is not None and summary.minutes:
+        summary.side_minutes = side_minutes(events, attrs, summary.t0_ms, summary.minutes)
+    return SessionQuality(summary, events, attrs)
 
 
 def _events_from_json(raw: str) -> list[Disruption]:
     return [
         Disruption(e["kind"], e["role"], e["participant_id"], e["direction"], e["start_ms"], e["end_ms"],
-                   e["severity"])
+                   e["severity"], e.get("frames_missing_ms"))
         for e in orjson.loads(raw)
     ]
 
@@ -77,9 +97,14 @@ def store(conn: Connection, data: SessionData, q: SessionQuality, cfg: AnalysisC
 def for_session(conn: Connection, session_id: int, cfg: AnalysisConfig,
                 settings: Settings) -> tuple[SessionData, SessionQuality]:
     """Full data plus quality for one session (the session report). Always
-    reads the samples (the charts need them); refreshes the cache row."""
+    reads the samples (the charts need them); refreshes the cache row.
+    A pruned session comes from its roll-up (per-minute series for the charts)."""
+    if rollup.pruned_ids(conn, [session_id]):
+        summary, events = rollup.read_quality(conn, session_id)
+        return rollup.read_data(conn, session_id), SessionQuality(summary, events,
+                                                                  rollup.read_attributions(conn, session_id))
     data = load_session(conn, session_id)
-    q = compute(data, cfg)
+    q = compute(data, cfg, conn)
     row = conn.execute(select(t.session.c.created_ms, t.session.c.ended_ms).where(t.session.c.id == session_id)).one()
     cached = conn.execute(
         select(t.session_quality.c.config_hash, t.session_quality.c.sample_count,
@@ -112,6 +137,9 @@ def for_sessions(conn: Connection, session_ids: list[int], cfg: AnalysisConfig,
                 SessionSummary.from_dict(orjson.loads(r.summary)), _events_from_json(r.events)
             )
     missing = [sid for sid in session_ids if sid not in out]
+    for sid in sorted(rollup.pruned_ids(conn, missing)):
+        out[sid] = SessionQuality(*rollup.read_quality(conn, sid))
+    missing = [sid for sid in missing if sid not in out]
     if missing:
         times = {
             int(r.id): (int(r.created_ms), r.ended_ms)
@@ -124,7 +152,7 @@ def for_sessions(conn: Connection, session_ids: list[int], cfg: AnalysisConfig,
             if sid not in times:
                 continue
             data = load_session(conn, sid)
-            q = compute(data, cfg)
+            q = compute(data, cfg, conn)
             store(conn, data, q, cfg, settings, *times[sid])
             out[sid] = q
     return out

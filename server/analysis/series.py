@@ -33,6 +33,10 @@ METRICS = (
     "frames_dropped_in",
     "freeze_ms_in",
     "concealed_ratio_in",
+    "no_media_in",  # 1.0 / 0.0 / NaN
+    "audio_packets_in",
+    "frames_in",
+    "last_packet_in_ms",  # epoch ms
 )
 
 
@@ -77,6 +81,9 @@ class SessionData:
     # stale when either differs from what it was computed from.
     sample_count: int = 0
     last_received_ms: int = 0
+    # Set when the raw samples were pruned: the series are then the
+    # per-minute roll-up (server/analysis/rollup.py), one point a minute.
+    samples_pruned_ms: int | None = None
 
     @property
     def t0_ms(self) -> int | None:

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from server.analysis import emodel
-from server.analysis.config import AnalysisConfig
+from server.analysis.audio_loss import audio_lost_fraction, audio_lost_s
 from server.analysis.events import KINDS, LABELS, Disruption, detect_all
 from server.analysis.series import FloatArray, ParticipantSeries, SessionData
+from server.config import AnalysisConfig
 
 MINUTE_MS = 60_000
 ROLE_NAMES = {"client": "the client", "clinician": "the clinician"}
@@ -36,6 +37,8 @@ class ParticipantSummary:
     worst_audio_concealed_pct: float | None
     mos_median: float | None
     mos_worst_minute: float | None
+    # Seconds of audio lost, outages included (server/analysis/audio_loss.py).
+    audio_lost_s: float | None = None
 
 
 @dataclass
@@ -54,6 +57,9 @@ class SessionSummary:
     verdict: str
     verdict_text: str
     participants: list[ParticipantSummary] = field(default_factory=list)
+    # Disrupted minutes per side (server/analysis/attribution.py, side_minutes):
+    # "client", "clinician", "between", "undetermined". None: not attributed.
+    side_minutes: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +124,8 @@ def minute_mos(s: ParticipantSeries, t0_ms: int, n: int, cfg: AnalysisConfig) ->
     mi = minute_index(s, t0_ms)
     rtt = _per_minute(s.col("rtt_ms"), mi, n, "median")
     jit = _per_minute(s.col("jitter_ms"), mi, n, "mean")
+    # The E-model's loss is packet loss (its Bpl is about lost packets);
+    # concealment from jitter is not loss here.
     loss = s.col("audio_loss_in")
     if np.isnan(loss).all():
         loss = s.col("loss_in")
@@ -149,7 +157,8 @@ def participant_summary(s: ParticipantSeries, t0_ms: int, n: int, cfg: AnalysisC
         rtt_p95_ms=_r(_pct(s.col("rtt_ms"), 95)),
         jitter_median_ms=_r(_pct(s.col("jitter_ms"), 50)),
         loss_mean_pct=_r(_pct_of(_mean(s.col("loss_in"))), 2),
-        audio_loss_mean_pct=_r(_pct_of(_mean(s.col("audio_loss_in"))), 2),
+        audio_loss_mean_pct=_r(_pct_of(_mean(audio_lost_fraction(s))), 2),
+        audio_lost_s=_r(audio_lost_s(s)),
         video_loss_mean_pct=_r(_pct_of(_mean(s.col("video_loss_in"))), 2),
         freeze_total_s=_r(freeze.sum() / 1000) if freeze.size else None,
         worst_audio_minute=worst_audio,

@@ -17,27 +17,22 @@ from typing import Any
 import numpy as np
 import orjson
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from server.analysis.config import get_config
 from server.analysis.quality import compute, store
 from server.analysis.series import METRICS, EventRecord, SessionData, from_rows
-from server.config import Settings, get_settings, normalise_database_url
+from server.config import Settings, normalise_database_url
 from server.demo.plan import PlannedClinician, PlannedSession, RatingModel, plan_caseload
 from server.demo.telemetry import Figures, as_lists, sample_dict, synthesize
-from server.ingest.headline import headline
+from server.ingest.protocol import sample_row
 from server.ingest.schema import Sample
-from server.ingest.writer import SAMPLE_COLUMNS
 from server.sessions.service import create_session, participants
 from server.store import tables as t
 from server.store.db import make_engine, upgrade
+from server.store.telemetry import EventRow, SampleRow, insert_events, insert_samples, mark_started
 
 PLATFORM = "demo (synthetic data)"
-# The typed columns between the fixed leading ones and ``data``, in ingest's order.
-_LEAD = ("participant_id", "seq", "t_ms", "interval_ms", "source", "received_ms")
-assert SAMPLE_COLUMNS[: len(_LEAD)] == _LEAD and SAMPLE_COLUMNS[-1] == "data", SAMPLE_COLUMNS
-HEADLINE = SAMPLE_COLUMNS[len(_LEAD) : -1]
 _samples_adapter: TypeAdapter[list[Sample]] = TypeAdapter(list[Sample])
 
 
@@ -58,17 +53,11 @@ class DemoResult:
     seconds: float = 0.0
 
 
-def _insert_samples_sql(engine: Engine) -> str:
-    marks = ", ".join(["?" if engine.dialect.paramstyle == "qmark" else "%s"] * len(SAMPLE_COLUMNS))
-    return f"INSERT INTO sample ({', '.join(SAMPLE_COLUMNS)}) VALUES ({marks})"
-
-
 def sample_rows(participant_id: int, f: Figures, start_ms: int, rng: np.random.Generator,
-                verify_every: int) -> list[tuple[Any, ...]]:
-    """Rows for the sample table, built as ingest builds them: the typed
-    columns come from ingest's own ``headline()``, and every
-    ``verify_every``-th sample (and the first) also goes through ingest's
-    pydantic validation."""
+                verify_every: int) -> list[SampleRow]:
+    """Rows for the sample table, built by ingest's own ``sample_row()``;
+    every ``verify_every``-th sample (and the first) also goes through
+    ingest's pydantic validation."""
     n = f.rtt.shape[0]
     lists = as_lists(f)
     delay = np.asarray(rng.integers(40, 400, size=n), dtype=np.int64)
@@ -80,14 +69,11 @@ def sample_rows(participant_id: int, f: Figures, start_ms: int, rng: np.random.G
         resumed = np.minimum.accumulate(np.where(~f.late, idx, n)[::-1])[::-1]
         received = np.where(f.late, start_ms + resumed * 1000 + delay, received)
     t_list, rx_list = t_ms.tolist(), received.tolist()
-    rows: list[tuple[Any, ...]] = []
+    rows: list[SampleRow] = []
     checks: list[dict[str, Any]] = []
-    dumps = orjson.dumps
     for i in range(n):
         d = sample_dict(lists, i, i, t_list[i])
-        h = headline(d)
-        rows.append((participant_id, i, t_list[i], 1000, "browser", rx_list[i], *(h[k] for k in HEADLINE),
-                     dumps(d).decode()))
+        rows.append(sample_row(participant_id, d, rx_list[i]))
         if verify_every and i % verify_every == 0:
             checks.append(d)
     if checks:
@@ -98,15 +84,14 @@ def sample_rows(participant_id: int, f: Figures, start_ms: int, rng: np.random.G
     return rows
 
 
-def _events(session_id: int, pids: dict[str, int], s: PlannedSession, start_ms: int) -> list[dict[str, Any]]:
+def _events(session_id: int, pids: dict[str, int], s: PlannedSession, start_ms: int) -> list[EventRow]:
     """Server-observed collector connects and disconnects, as ingest records them."""
-    out: list[dict[str, Any]] = []
+    out: list[EventRow] = []
     end_ms = start_ms + s.duration_s * 1000
 
     def ev(role: str, kind: str, at: int, data: dict[str, Any]) -> None:
-        out.append({"session_id": session_id, "participant_id": pids[role], "kind": kind, "origin": "server",
-                    "t_ms": at, "end_ms": None, "severity": None, "client_key": None,
-                    "data": orjson.dumps(data).decode()})
+        out.append(EventRow(session_id, pids[role], kind, "server", at, None, None, None,
+                            orjson.dumps(data).decode()))
 
     for role in pids:
         ev(role, "collector.connect", start_ms + 300, {"lastSeq": None, "channel": "websocket"})
@@ -119,17 +104,16 @@ def _events(session_id: int, pids: dict[str, int], s: PlannedSession, start_ms: 
     return out
 
 
-def _session_data(sid: int, s: PlannedSession, pids: dict[str, int], written: dict[str, list[tuple[Any, ...]]],
-                  events: list[dict[str, Any]]) -> SessionData:
-    pos = {c: i for i, c in enumerate(SAMPLE_COLUMNS)}
-    take = [pos["t_ms"], pos["interval_ms"], *(pos[m] for m in METRICS)]
-    series = [from_rows(pids[role], role, [tuple(r[i] for i in take) for r in rows]) for role, rows in written.items()]
+def _session_data(sid: int, s: PlannedSession, pids: dict[str, int], written: dict[str, list[SampleRow]],
+                  events: list[EventRow]) -> SessionData:
+    series = [from_rows(pids[role], role, [(r.t_ms, r.interval_ms, *(getattr(r, m) for m in METRICS)) for r in rows])
+              for role, rows in written.items()]
     roles = {pid: role for role, pid in pids.items()}
-    recs = [EventRecord(e["participant_id"], roles.get(e["participant_id"]), e["kind"], e["origin"], e["t_ms"],
-                        e["end_ms"], orjson.loads(e["data"])) for e in events]
+    recs = [EventRecord(e.participant_id, roles.get(e.participant_id) if e.participant_id else None, e.kind,
+                        e.origin, e.t_ms, e.end_ms, orjson.loads(e.data)) for e in events]
     all_rows = [r for rows in written.values() for r in rows]
     return SessionData(sid, s.start_ms, s.start_ms + s.duration_s * 1000, series, recs, len(all_rows),
-                       max((int(r[pos["received_ms"]]) for r in all_rows), default=0))
+                       max((r.received_ms for r in all_rows), default=0))
 
 
 def _rate(conn: Connection, session_id: int, clinician_id: int, s: PlannedSession, settings: Settings,
@@ -175,6 +159,8 @@ def build_demo(
     model: RatingModel | None = None,
     verify_every: int = 50,
     progress: Callable[[str], None] | None = None,
+    settings: Settings | None = None,
+    now_ms: int | None = None,
 ) -> DemoResult:
     """Generate the demo caseload into the (empty) database at ``url``."""
     from server.accounts.service import create_user
@@ -185,19 +171,19 @@ def build_demo(
     sa_url = normalise_database_url(url)
     upgrade(sa_url)
     engine = make_engine(sa_url, sqlite_synchronous="OFF")
-    settings = get_settings()
+    settings = settings or Settings()
     registry = load_for(settings)
     result = DemoResult(url=sa_url, seed=seed, model=model)
-    cfg = get_config()
+    cfg = settings.analysis
     try:
         if not _empty(engine):
             raise DemoError(f"{url} already holds sessions; the demo only writes into an empty database")
         plan: list[PlannedClinician] = plan_caseload(
             seed, clinicians=clinicians, clients_per_clinician=clients_per_clinician, sessions=sessions,
-            duration_s=duration_s, model=model, now_ms=int(time.time() * 1000),
+            duration_s=duration_s, model=model,
+            now_ms=int(time.time() * 1000) if now_ms is None else now_ms,
         )
         rng = np.random.default_rng(seed + 1_000_003)
-        sql = _insert_samples_sql(engine)
         for pc in plan:
             password = secrets.token_urlsafe(9)
             with engine.begin() as conn:
@@ -213,21 +199,21 @@ def build_demo(
                                                  scheduled_ms=s.start_ms, created_ms=created_ms)
                         sid = created.session_id
                         end = s.start_ms + s.duration_s * 1000
-                        conn.execute(update(t.session).where(t.session.c.id == sid)
-                                     .values(started_ms=s.start_ms, ended_ms=end))
+                        mark_started(conn, [sid], s.start_ms)
+                        conn.execute(update(t.session).where(t.session.c.id == sid).values(ended_ms=end))
                         pids = participants(conn, sid)
                         figs = synthesize(rng, s.duration_s, s.episodes, base_rtt)
-                        written: dict[str, list[tuple[Any, ...]]] = {}
+                        written: dict[str, list[SampleRow]] = {}
                         for role, pid in sorted(pids.items()):
                             written[role] = sample_rows(pid, figs[role], s.start_ms, rng, verify_every)
-                            conn.exec_driver_sql(sql, written[role])
+                            insert_samples(conn, written[role])
                             result.samples += len(written[role])
                         events = _events(sid, pids, s, s.start_ms)
-                        conn.execute(insert(t.event), events)
+                        insert_events(conn, events)
                         result.ratings += _rate(conn, sid, cid, s, settings, registry)
                         # Summarise from the rows just written (what load_session would read back).
                         data = _session_data(sid, s, pids, written, events)
-                        store(conn, data, compute(data, cfg), cfg, settings, created_ms, end)
+                        store(conn, data, compute(data, cfg, conn), cfg, settings, created_ms, end)
                     result.sessions += 1
                 if progress:
                     progress(f"  {pc.display_name}: client {client.code}, {len(client.sessions)} sessions")

@@ -51,6 +51,11 @@ class RatingModel:
     residual_sd: float = 0.25
     item_sd: float = 0.3
     rated_share: float = 0.92
+    # A planted rupture: one client per clinician whose last session's bond
+    # falls by this much below their usual, whatever its connection was; that
+    # session is always rated, so the caseload page must flag the client.
+    rupture_drop: float = 1.6
+    ruptures_per_clinician: int = 1
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class PlannedSession:
     disrupted_minutes: int
     answers: dict[tuple[str, str], dict[str, int | None]] = field(default_factory=dict)
     submitted_ms: int = 0
+    planted_rupture: bool = False
 
 
 @dataclass
@@ -109,8 +115,12 @@ def _episodes(rng: np.random.Generator, expected: float, duration_s: int) -> lis
         kind = str(rng.choice(KINDS, p=KIND_WEIGHTS))
         lo, hi = DURATION_S[kind]
         length = int(rng.integers(lo, hi + 1))
-        # Keep clear of the first and last minute so each episode is whole.
-        start = int(rng.integers(60, max(61, duration_s - 60 - length)))
+        # Keep clear of the first and last minute so each episode is whole; a
+        # session too short for this episode gets none of its kind.
+        latest = duration_s - 60 - length
+        if latest <= 60:
+            continue
+        start = int(rng.integers(60, latest))
         end = start + length
         if taken[max(start - 15, 0) : end + 15].any():
             continue
@@ -139,11 +149,13 @@ def _scale(rng: np.random.Generator, mean: float, sd: float = 0.6) -> int:
 
 def rate(rng: np.random.Generator, client: PlannedClient, s: PlannedSession, model: RatingModel) -> None:
     """Fill a session's answers from the rating model."""
-    if rng.random() > model.rated_share:
+    if rng.random() > model.rated_share and not s.planted_rupture:
         return
     d = s.disrupted_minutes
     base = client.intercept + model.slope * s.number
     bond = base + model.effect * d + rng.normal(0, model.residual_sd)
+    if s.planted_rupture:
+        bond -= model.rupture_drop
     goal = base + 0.1 + 0.5 * model.effect * d + rng.normal(0, model.residual_sd)
     task = base + 0.05 + 0.5 * model.effect * d + rng.normal(0, model.residual_sd)
     wai: dict[str, int | None] = {}
@@ -182,11 +194,15 @@ def plan_caseload(
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     out: list[PlannedClinician] = []
     code = 0
+    # Drawn apart from the main stream, so planting ruptures leaves every other draw as it was.
+    planting = np.random.default_rng([seed, 7])
     for c in range(clinicians):
+        ruptured = set(planting.choice(clients_per_clinician, min(model.ruptures_per_clinician, clients_per_clinician),
+                                       replace=False).tolist())
         name = f"Demo clinician {letters[c % 26]}{'' if c < 26 else c // 26}"
         email = f"demo.clinician.{letters[c % 26].lower()}{'' if c < 26 else c // 26}@example.org"
         clients: list[PlannedClient] = []
-        for _ in range(clients_per_clinician):
+        for j in range(clients_per_clinician):
             code += 1
             quality = float(rng.lognormal(np.log(1.6), 0.6))
             client = PlannedClient(f"DEMO-{code:03d}", quality, float(rng.normal(model.intercept_mean,
@@ -201,7 +217,7 @@ def plan_caseload(
                 expected = quality * float(rng.gamma(2.0, 0.5))
                 eps = _episodes(rng, expected, dur)
                 s = PlannedSession(k + 1, first + k * WEEK_MS + int(rng.integers(-3, 4)) * 60_000, dur, eps,
-                                   truth_minutes(eps, dur))
+                                   truth_minutes(eps, dur), planted_rupture=j in ruptured and k == count - 1 and k > 0)
                 rate(rng, client, s, model)
                 client.sessions.append(s)
             clients.append(client)

@@ -16,32 +16,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-HEADLINE_COLUMNS = (
-    "rtt_ms",
-    "jitter_ms",
-    "loss_in",
-    "audio_loss_in",
-    "video_loss_in",
-    "bitrate_in_kbps",
-    "bitrate_out_kbps",
-    "fps_in",
-    "frames_dropped_in",
-    "freeze_ms_in",
-    "concealed_ratio_in",
-)
+from server.store.telemetry import HEADLINE_COLUMNS
+
+__all__ = ["HEADLINE_COLUMNS", "Headline", "headline", "headline_row"]
+
+_F = float | None
+# One value per HEADLINE_COLUMNS entry, in that order.
+Headline = tuple[_F, _F, _F, _F, _F, _F, _F, _F, _F, _F, _F, bool | None, _F, _F, _F]
 
 
 def _fraction(seen: bool, lost: int, received: int) -> float | None:
+    # No packet at all is not 0 % loss: nothing was measured (no_media_in says why).
     if not seen:
         return None
     total = lost + received
-    return lost / total if total else 0.0
+    return lost / total if total else None
 
 
-def headline_row(sample: Mapping[str, Any]) -> tuple[float | None, ...]:
+def headline_row(sample: Mapping[str, Any]) -> Headline:
     """The headline figures of one valid sample, in HEADLINE_COLUMNS order."""
     rtt_streams = jitter = bitrate_in = bitrate_out = fps = dropped = freeze = None
-    concealed = total_samples = None
+    concealed = total_samples = frames = last_audio = None
     # Packet loss per inbound kind: (lost, new packets received, any stream
     # that reported both counters).
     lost_a = rx_a = lost_v = rx_v = lost_o = rx_o = 0
@@ -76,12 +71,18 @@ def headline_row(sample: Mapping[str, Any]) -> tuple[float | None, ...]:
                 seen_a = True
                 lost_a += lost
                 rx_a += rx
-            v = s.get("concealedSamples")
-            if v is not None:
-                concealed = float(v) if concealed is None else concealed + v
-            v = s.get("totalSamplesReceived")
-            if v is not None:
-                total_samples = float(v) if total_samples is None else total_samples + v
+            # A stream's playout start conceals while its jitter buffer fills:
+            # a subscription added mid-call is not a dropout (docs/methodology.md).
+            if s.get("playoutStart") is not True:
+                v = s.get("concealedSamples")
+                if v is not None:
+                    concealed = float(v) if concealed is None else concealed + v
+                v = s.get("totalSamplesReceived")
+                if v is not None:
+                    total_samples = float(v) if total_samples is None else total_samples + v
+            v = s.get("lastPacketReceivedMs")
+            if v is not None and (last_audio is None or v > last_audio):
+                last_audio = float(v)
         else:
             if counted:
                 if kind == "video":
@@ -96,6 +97,9 @@ def headline_row(sample: Mapping[str, Any]) -> tuple[float | None, ...]:
                 v = s.get("framesPerSecond")
                 if v is not None and (fps is None or v > fps):
                     fps = float(v)
+                v = s.get("framesReceived")
+                if v is not None:
+                    frames = float(v) if frames is None else frames + v
                 v = s.get("framesDropped")
                 if v is not None:
                     dropped = float(v) if dropped is None else dropped + v
@@ -114,21 +118,27 @@ def headline_row(sample: Mapping[str, Any]) -> tuple[float | None, ...]:
     elif concealed is not None and total_samples == 0 and concealed > 0:
         concealed_ratio = 1.0
 
+    seen = seen_a or seen_v or seen_o
+    no_media = None if not seen else rx_a + rx_v + rx_o == 0
     return (
         rtt,
         jitter,
-        _fraction(seen_a or seen_v or seen_o, lost_a + lost_v + lost_o, rx_a + rx_v + rx_o),
-        _fraction(seen_a, lost_a, rx_a),
-        _fraction(seen_v, lost_v, rx_v),
+        None if no_media else _fraction(seen, lost_a + lost_v + lost_o, rx_a + rx_v + rx_o),
+        None if no_media else _fraction(seen_a, lost_a, rx_a),
+        None if no_media else _fraction(seen_v, lost_v, rx_v),
         bitrate_in,
         bitrate_out,
         fps,
         dropped,
         freeze,
         concealed_ratio,
+        no_media,
+        float(rx_a) if seen_a else None,
+        frames,
+        last_audio,
     )
 
 
-def headline(sample: Mapping[str, Any]) -> dict[str, float | None]:
+def headline(sample: Mapping[str, Any]) -> dict[str, float | bool | None]:
     """Headline figures of one validated (or raw, already valid) sample."""
     return dict(zip(HEADLINE_COLUMNS, headline_row(sample), strict=True))

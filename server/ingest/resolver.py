@@ -37,6 +37,9 @@ class Admission:
     # live at seq >= PROBE_SEQ_BASE, see docs/probe.md "Samples").
     last_seq: int | None
     session_started: bool
+    # When the token stops working, as the store said at this lookup (a
+    # session ended later moves it earlier: open sockets look again).
+    expires_ms: int
 
     @property
     def session_to_start(self) -> int | None:
@@ -93,15 +96,15 @@ class TokenResolver(GroupedWorker[_Lookup]):
                 hit = found.get(g.token_hash)
                 if hit is None:
                     g.future.set_exception(TokenError("unknown token", expired=False))
-                elif now >= hit[1]:
+                elif now >= hit.expires_ms:
                     g.future.set_exception(TokenError("token expired: the session ended", expired=True))
                 else:
-                    g.future.set_result(hit[0])
+                    g.future.set_result(hit)
 
-    def _lookup(self, hashes: list[str]) -> dict[str, tuple[Admission, int]]:
-        """One read-only query for the whole group: (admission, expiry ms) by
-        token hash. Read-only on purpose: with SQLite every write competes
-        with the ingest writer for the one write lock."""
+    def _lookup(self, hashes: list[str]) -> dict[str, Admission]:
+        """One read-only query for the whole group: the admission by token
+        hash. Read-only on purpose: with SQLite every write competes with the
+        ingest writer for the one write lock."""
         p, s = t.participant, t.session
         last_seq = (
             select(func.max(t.sample.c.seq))
@@ -114,10 +117,10 @@ class TokenResolver(GroupedWorker[_Lookup]):
             .join(s, s.c.id == p.c.session_id)
             .where(p.c.token_hash.in_(hashes))
         )
-        out: dict[str, tuple[Admission, int]] = {}
+        out: dict[str, Admission] = {}
         with self._engine.connect() as conn:
             for row in conn.execute(query):
                 owner = TokenOwner(participant_id=row.id, session_id=row.session_id, role=row.role)
-                admission = Admission(owner, row.last_seq, row.started_ms is not None)
-                out[row.token_hash] = (admission, token_expiry_ms(self._settings, row.created_ms, row.ended_ms))
+                out[row.token_hash] = Admission(owner, row.last_seq, row.started_ms is not None,
+                                                token_expiry_ms(self._settings, row.created_ms, row.ended_ms))
         return out

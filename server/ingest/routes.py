@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from server.config import Settings
 from server.ingest import protocol as p
@@ -27,6 +28,9 @@ from server.ingest.resolver import Admission, TokenResolver
 from server.ingest.schema import SCHEMA_ID, Batch
 from server.ingest.writer import IngestWriter, WriteResult
 from server.sessions.tokens import TokenError, TokenOwner
+from server.timeutil import now_ms
+from server.web.assets import Asset
+from server.web.features import Feature
 
 log = logging.getLogger("bondline.ingest")
 router = APIRouter(tags=["telemetry"])
@@ -45,10 +49,14 @@ async def _admit(app: Any, token: object) -> Admission:
         raise p.refuse(p.EXPIRED if e.expired else p.UNAUTHORIZED, str(e)) from None
 
 
-async def _store(writer: IngestWriter, batch: Batch, owner: TokenOwner,
+async def _store(app: Any, token: str, batch: Batch, owner: TokenOwner,
                  start_session: int | None = None) -> dict[str, Any]:
     samples, events = p.to_rows(batch, owner)
-    result: WriteResult = await writer.write(samples, events, start_session=start_session)
+    writer: IngestWriter = app.state.writer
+    try:
+        result: WriteResult = await writer.write(samples, events, start_session=start_session)
+    except Exception as e:  # noqa: BLE001 - the store refused this batch's rows; it alone is refused
+        raise await _store_refusal(app, token, e) from None
     return {
         "type": "ack",
         "batch": batch.get("batch"),
@@ -57,6 +65,52 @@ async def _store(writer: IngestWriter, batch: Batch, owner: TokenOwner,
         "duplicates": result.duplicates,
         "events": result.events_stored,
     }
+
+
+async def _store_refusal(app: Any, token: str, error: Exception) -> p.Refusal:
+    """What to tell a collector whose batch the store refused. Transient store
+    faults never get here (the writer waits them out), so this is about the
+    batch or its participant, and resending it would fail the same way."""
+    try:
+        await app.state.resolver.resolve(token)
+    except TokenError as e:
+        if e.expired:
+            return p.refuse(p.EXPIRED, str(e))
+        return p.refuse(p.EXPIRED, "this participant no longer exists (the client's data was erased); stop sending")
+    except Exception:  # noqa: BLE001 - the store is down as well: say so below
+        log.debug("token lookup after a store refusal failed", exc_info=True)
+    log.warning("the store refused a telemetry batch: %s", error)
+    return p.refuse(p.INVALID, "the store refused this batch; do not resend it unchanged")
+
+
+class _TokenWatch:
+    """Looks an open socket's token up again now and then: a session ended
+    (expiry moves earlier) or a client erased while the socket is open stops
+    it, as the docs promise (docs/security.md, "Ingest tokens")."""
+
+    def __init__(self, app: Any, token: str, admission: Admission, every_s: float) -> None:
+        self._app = app
+        self._token = token
+        self._expires_ms = admission.expires_ms
+        self._every_ms = int(every_s * 1000)
+        self._next_ms = now_ms() + self._every_ms
+
+    async def check(self) -> None:
+        now = now_ms()
+        if now >= self._expires_ms:
+            raise p.refuse(p.EXPIRED, "token expired: the session ended")
+        if now < self._next_ms:
+            return
+        self._next_ms = now + self._every_ms
+        try:
+            self._expires_ms = (await self._app.state.resolver.resolve(self._token)).expires_ms
+        except TokenError as e:
+            if e.expired:
+                raise p.refuse(p.EXPIRED, str(e)) from None
+            raise p.refuse(p.EXPIRED, "this participant no longer exists (the client's data was erased); "
+                                      "stop sending") from None
+        except Exception:  # noqa: BLE001 - the store is away: keep the socket (acks wait), look again later
+            log.debug("token re-check failed; trying again in %d ms", self._every_ms, exc_info=True)
 
 
 async def _refuse_ws(ws: WebSocket, r: p.Refusal, who: str) -> None:
@@ -88,9 +142,12 @@ async def telemetry_ws(ws: WebSocket) -> None:
         hello = p.parse_json(first.get("text") or first.get("bytes") or b"", settings)
         if hello.get("type") != "auth":
             raise p.refuse(p.UNAUTHORIZED, "the first message must be {\"type\": \"auth\", \"token\": ...}")
-        admission = await _admit(app, hello.get("token"))
+        token = hello.get("token")
+        admission = await _admit(app, token)
+        assert isinstance(token, str)  # _admit refused anything else
         me, last_seq = admission.owner, admission.last_seq
         owner = me
+        watch = _TokenWatch(app, token, admission, settings.token_recheck_s)
         await writer.write(
             [], [p.server_event(me, "collector.connect", {"lastSeq": last_seq, "channel": "websocket"})],
             start_session=admission.session_to_start,
@@ -116,19 +173,11 @@ async def telemetry_ws(ws: WebSocket) -> None:
                 break
             if not bucket.take():
                 raise p.refuse(p.RATE_LIMITED, f"more than {settings.rate_messages_per_s:g} messages/s")
-            raw = message.get("text") or message.get("bytes") or b""
-            batch = p.read_samples(raw, settings)
-            if batch is not None:
-                ack = await _store(writer, batch, me)
-                await ws.send_text(orjson.dumps(ack).decode())
-                continue
-            msg = p.parse_json(raw, settings)
+            await watch.check()
+            batch, msg = p.websocket_message(message.get("text") or message.get("bytes") or b"", settings)
             kind = msg.get("type")
-            if kind == "samples":
-                # The fast path declined it: validate_batch refuses an invalid
-                # batch with its reason, and takes a valid one holding the text
-                # NaN or Infinity in a string.
-                ack = await _store(writer, p.validate_batch(msg, settings), me)
+            if batch is not None:
+                ack = await _store(app, token, batch, me)
                 await ws.send_text(orjson.dumps(ack).decode())
             elif kind == "ping":
                 await ws.send_text(orjson.dumps({"type": "pong", "t": msg.get("t")}).decode())
@@ -172,8 +221,7 @@ async def telemetry_http(request: Request) -> JSONResponse:
             body.extend(chunk)
             if len(body) > settings.max_message_bytes:
                 raise p.refuse(p.TOO_LARGE, f"body exceeds {settings.max_message_bytes} bytes")
-        msg = p.parse_json(bytes(body), settings)
-        token = msg.pop("token", None)
+        msg, token = p.http_message(bytes(body), settings)
         auth = request.headers.get("authorization", "")
         if token is None and auth.lower().startswith("bearer "):
             token = auth[7:].strip()
@@ -184,10 +232,21 @@ async def telemetry_http(request: Request) -> JSONResponse:
         )
         if not bucket.take():
             raise p.refuse(p.RATE_LIMITED, f"more than {settings.rate_messages_per_s:g} requests/s")
-        msg.setdefault("type", "samples")
         batch = p.validate_batch(msg, settings)
-        ack = await _store(app.state.writer, batch, owner, start_session=admission.session_to_start)
+        assert isinstance(token, str)  # _admit refused anything else
+        ack = await _store(app, token, batch, owner, start_session=admission.session_to_start)
         return JSONResponse(ack)
+    except ClientDisconnect:
+        # Gone mid-body (or cut off by the body timeout): nothing was stored.
+        return JSONResponse({"error": "the request body did not arrive", "code": 4400}, status_code=400)
     except p.Refusal as r:
         log.info("telemetry POST refused: %s", r)
         return JSONResponse({"error": r.reason, "code": r.ws_code}, status_code=r.http_status)
+
+
+FEATURE = Feature(
+    "ingest",
+    routers=[router],
+    # The browser collector, loaded by every participant's page.
+    assets={"/plugin/bondline.js": Asset("plugin", "js/bondline.js")},
+)

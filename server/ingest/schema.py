@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import ConfigDict, Field, TypeAdapter, with_config
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 SCHEMA_ID = "bondline.sample/1"
@@ -35,6 +35,17 @@ Label = Annotated[str, Field(max_length=128)]
 
 CandidateType = Literal["host", "srflx", "prflx", "relay"]
 
+
+def _printable_key(key: str) -> str:
+    # The key is a column of its own: PostgreSQL cannot hold U+0000 in text,
+    # and a control character in an id is a collector's bug either way.
+    if any(c < " " or c == "\x7f" for c in key):
+        raise ValueError("an event key may not hold control characters (U+0000 to U+001F, U+007F)")
+    return key
+
+
+EventKey = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_printable_key)]
+
 # extra="allow": integrators may send figures we do not know yet; they are
 # stored with their values. strict: "5" is not 5, so stored JSON holds the
 # values that were sent.
@@ -47,6 +58,14 @@ class StreamFigures(TypedDict):
     direction: Literal["inbound", "outbound"]
     id: NotRequired[Label | None]
     ssrc: NotRequired[Annotated[int, Field(ge=0, le=2**32 - 1)] | None]
+    # Simulcast layer (RTP stream id) of an outbound stream.
+    rid: NotRequired[Annotated[str, Field(max_length=16)] | None]
+    # Who is at the far end of the stream's connection: through an SFU each of a
+    # participant's connections is a different leg of the call (docs/telemetry.md).
+    farEnd: NotRequired[Literal["sfu", "peer"] | None]
+    # True in the one sample in which this inbound audio stream first received
+    # packets: its concealment there is the jitter buffer filling (docs/methodology.md).
+    playoutStart: NotRequired[bool | None]
     rttMs: NotRequired[Ms | None]
     jitterMs: NotRequired[Ms | None]
     packetsReceived: NotRequired[Count | None]
@@ -104,7 +123,7 @@ class Sample(TypedDict):
 
 @with_config(_OPEN)
 class ClientEvent(TypedDict):
-    key: Annotated[str, Field(min_length=1, max_length=80)]
+    key: EventKey
     kind: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,39}$")]
     tMs: Annotated[int, Field(ge=EARLIEST_MS, le=10**14)]
     endMs: NotRequired[Annotated[int, Field(ge=EARLIEST_MS, le=10**14)] | None]

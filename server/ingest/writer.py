@@ -1,4 +1,5 @@
-"""Group-commit writer: the only path by which telemetry reaches the store.
+"""Group-commit writer: how live telemetry (collectors, the sidecar) reaches
+the store, through the one insert path of server/store/telemetry.py.
 
 Every connection hands its validated batch to one writer per process and
 waits; the writer drains whatever has queued, inserts it all in one
@@ -6,9 +7,7 @@ transaction, commits, and only then answers each waiter. At 1 Hz from
 thousands of participants this turns thousands of one-row transactions a
 second into a few dozen larger ones (see ../shared/ingest-field-notes.md).
 
-Exactly-once lives in the schema, not here: samples are keyed by
-(participant, seq) and collector events by (participant, client_key), and
-both are inserted with ON CONFLICT DO NOTHING.
+Exactly-once lives in the schema, not here (server/store/telemetry.py).
 """
 
 from __future__ import annotations
@@ -17,44 +16,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from itertools import chain
 
-from sqlalchemy import exc, update
+from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 
 from server.ingest.grouping import GroupedWorker
-from server.ingest.headline import HEADLINE_COLUMNS
-from server.store import tables as t
+from server.store.telemetry import EventRow, RowInserter, SampleRow, mark_started
 from server.store.write_lock import write_lock_for
+from server.timeutil import now_ms
 
 log = logging.getLogger("bondline.ingest")
-
-# The order to_rows() builds rows in: the headline figures sit between the
-# sample's own fields and its JSON.
-SAMPLE_COLUMNS = (
-    "participant_id",
-    "seq",
-    "t_ms",
-    "interval_ms",
-    "source",
-    "received_ms",
-    *HEADLINE_COLUMNS,
-    "data",
-)
-EVENT_COLUMNS = (
-    "session_id",
-    "participant_id",
-    "kind",
-    "origin",
-    "t_ms",
-    "end_ms",
-    "severity",
-    "client_key",
-    "data",
-)
-
-SampleRow = tuple[object, ...]
-EventRow = tuple[object, ...]
 
 
 @dataclass
@@ -72,11 +43,9 @@ class _Request:
     start_session: int | None = None
 
 
-def _insert_sql(table: str, columns: tuple[str, ...], paramstyle: str, conflict: str, rows: int = 1) -> str:
-    mark = "?" if paramstyle == "qmark" else "%s"
-    row = "(" + ", ".join([mark] * len(columns)) + ")"
-    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)} "
-            f"ON CONFLICT {conflict} DO NOTHING")
+def _participant(req: _Request) -> int | None:
+    rows = req.samples or req.events
+    return rows[0].participant_id if rows else None
 
 
 class _Shortfall(Exception):
@@ -99,20 +68,14 @@ class IngestWriter(GroupedWorker[_Request]):
         # at most 20 ms more ack latency (docs/performance.md). A lone batch
         # after a quiet spell still commits at once.
         self._commit_interval_s = commit_interval_s
-        self._paramstyle = engine.dialect.paramstyle
-        # Bound parameters per statement: SQLite >= 3.32 allows 32,766,
-        # PostgreSQL 65,535. Chunks stay well below either.
-        self._chunk_rows = 500
-        # SQLite: multi-row statements (see _insert_shared). psycopg instead
-        # pipelines an executemany of one-row statements, and spent 7x the
-        # CPU binding one 9,000-parameter statement (117 vs 25 us a row,
-        # measured on 3,200 rows; docs/performance.md).
-        self._multirow = engine.dialect.name == "sqlite"
-        self._sql_cache: dict[tuple[str, int], str] = {}
+        self._insert = RowInserter(engine.dialect.name, engine.dialect.paramstyle)
         self._lock = write_lock_for(engine)
         self.commits = 0
         self.rows = 0
         self.slow_commit_s = 2.0
+        # Monotonic time since which commits fail or wait (None: they go
+        # through); /healthz reports it.
+        self.failing_since: float | None = None
 
     async def stop(self) -> None:
         await super().stop()
@@ -147,7 +110,11 @@ class IngestWriter(GroupedWorker[_Request]):
             group = [r for r in group if not r.future.cancelled()]
             if not group:
                 continue
-            results = await self._commit_with_retry(loop, group)
+            try:
+                results = await self._commit_with_retry(loop, group)
+            except Exception as e:  # noqa: BLE001 - the writer must outlive any one group
+                log.exception("ingest writer: a group of %d requests failed", len(group))
+                results = [e] * len(group)
             for req, res in zip(group, results, strict=True):
                 if req.future.done():
                     continue
@@ -164,6 +131,7 @@ class IngestWriter(GroupedWorker[_Request]):
         while True:
             try:
                 results: list[WriteResult | BaseException] = list(await self._watched_commit(loop, group))
+                self.failing_since = None
                 if failed_since is not None:
                     log.warning("ingest store available again after %.1fs; delayed acks sent",
                                 time.monotonic() - failed_since)
@@ -172,14 +140,18 @@ class IngestWriter(GroupedWorker[_Request]):
                 # Database busy, locked or unreachable: keep the waiters (and
                 # their connections) and try again; acks are only delayed.
                 failed_since = failed_since if failed_since is not None else time.monotonic()
+                self.failing_since = self.failing_since or failed_since
                 log.warning("ingest store unavailable, retrying in %.2fs: %s", delay, e.orig or e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-            except exc.DBAPIError as e:
+            except Exception as e:  # noqa: BLE001 - whatever one request's rows did, the others go on
+                # One request's rows broke the transaction (its participant
+                # was erased meanwhile, or a value the driver or the store
+                # refused): isolate it, so it fails alone and what queued
+                # with it, and after it, is stored.
                 if len(group) == 1:
+                    log.warning("ingest store refused a batch of participant %s: %s", _participant(group[0]), e)
                     return [e]
-                # One request's rows broke the transaction (for example its
-                # participant was deleted meanwhile): isolate it.
                 out: list[WriteResult | BaseException] = []
                 for req in group:
                     out.extend(await self._commit_with_retry(loop, [req]))
@@ -197,6 +169,7 @@ class IngestWriter(GroupedWorker[_Request]):
                     log.warning("ingest store answered after %.1fs; delayed acks sent", waited)
                 return fut.result()
             waited += self.slow_commit_s
+            self.failing_since = self.failing_since or time.monotonic() - waited
             log.warning("ingest store busy: a commit has waited %.0fs (database locked or stalled); "
                         "connections are kept and acks delayed", waited)
 
@@ -228,63 +201,22 @@ class IngestWriter(GroupedWorker[_Request]):
         self.rows += sum(len(r.samples) for r in group)
         return out
 
-    # Why whole groups go in as a few multi-row statements: the sqlite3
-    # driver releases the GIL around every statement step, and while the
-    # event loop thread is busy the writer thread then waits up to the
-    # interpreter's switch interval (5 ms) to get it back. One statement per
-    # request made a 200-request group take about a second (measured; see
-    # docs/performance.md). One statement per 500 rows does not.
+    # Whole groups go in as a few multi-row statements (server/store/telemetry.py says why).
 
     def _insert_shared(self, conn: Connection, group: list[_Request]) -> list[WriteResult]:
         samples = [row for req in group for row in req.samples]
         events = [row for req in group for row in req.events]
-        if self._insert_rows(conn, "sample", samples) != len(samples):
+        if self._insert.samples(conn, samples) != len(samples):
             raise _Shortfall
-        if self._insert_rows(conn, "event", events) != len(events):
+        if self._insert.events(conn, events) != len(events):
             raise _Shortfall
         return [WriteResult(stored=len(r.samples), duplicates=0, events_stored=len(r.events)) for r in group]
 
     @staticmethod
     def _mark_started(conn: Connection, group: list[_Request]) -> None:
-        ids = sorted({r.start_session for r in group if r.start_session is not None})
-        if ids:
-            conn.execute(
-                update(t.session)
-                .where(t.session.c.id.in_(ids), t.session.c.started_ms.is_(None))
-                .values(started_ms=now_ms())
-            )
+        mark_started(conn, (r.start_session for r in group if r.start_session is not None), now_ms())
 
     def _insert_one(self, conn: Connection, req: _Request) -> WriteResult:
-        stored = self._insert_rows(conn, "sample", req.samples)
-        events_stored = self._insert_rows(conn, "event", req.events)
+        stored = self._insert.samples(conn, req.samples)
+        events_stored = self._insert.events(conn, req.events)
         return WriteResult(stored=stored, duplicates=len(req.samples) - stored, events_stored=events_stored)
-
-    def _insert_rows(self, conn: Connection, table: str, rows: list[SampleRow]) -> int:
-        """Insert rows, skipping (participant, key) duplicates; returns how
-        many were new."""
-        if not rows:
-            return 0
-        if not self._multirow:
-            return int(conn.exec_driver_sql(self._sql(table, 1), rows).rowcount)
-        stored = 0
-        for i in range(0, len(rows), self._chunk_rows):
-            chunk = rows[i: i + self._chunk_rows]
-            res = conn.exec_driver_sql(self._sql(table, len(chunk)), tuple(chain.from_iterable(chunk)))
-            stored += res.rowcount
-        return stored
-
-    def _sql(self, table: str, rows: int) -> str:
-        key = (table, rows)
-        sql = self._sql_cache.get(key)
-        if sql is None:
-            if table == "sample":
-                sql = _insert_sql("sample", SAMPLE_COLUMNS, self._paramstyle, "(participant_id, seq)", rows)
-            else:
-                sql = _insert_sql("event", EVENT_COLUMNS, self._paramstyle, "(participant_id, client_key)", rows)
-            if len(self._sql_cache) < 2 * self._chunk_rows:
-                self._sql_cache[key] = sql
-        return sql
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

@@ -11,14 +11,21 @@ import io
 from dataclasses import asdict
 from typing import Any
 
+from server.analysis.attribution import SIDE_KEYS
 from server.analysis.events import KINDS
 from server.analysis.scores import label
 from server.reports.views import CaseloadRow, CaseloadView, score_keys
 from server.timeutil import to_iso
 
+# Per-side disrupted minutes (docs/reports.md, "Export"): "client_side" and "clinician_side"
+# may both count one minute; "between" and "undetermined" only minutes neither side accounts for.
+SIDE_COLUMNS = {"client_side": "client", "clinician_side": "clinician", "between": "between",
+                "undetermined": "undetermined"}
+assert set(SIDE_COLUMNS.values()) == set(SIDE_KEYS)
 BASE_COLUMNS = (
     "session_id", "client_code", "session_number", "started", "ended", "minutes", "disrupted_minutes",
-    "disrupted_pct", *(f"events_{k}" for k in KINDS), "freeze_total_s", "rtt_median_ms", "rtt_p95_ms",
+    "disrupted_pct", *(f"disrupted_minutes_{k}" for k in SIDE_COLUMNS),
+    *(f"events_{k}" for k in KINDS), "freeze_total_s", "rtt_median_ms", "rtt_p95_ms",
     "mos_median", "verdict",
 )
 
@@ -35,6 +42,9 @@ def session_record(r: CaseloadRow, keys: list[str]) -> dict[str, Any]:
         "disrupted_minutes": s.disrupted_minutes if s and s.minutes else None,
         "disrupted_pct": s.disrupted_pct if s else None,
     }
+    sides = s.side_minutes if s and s.minutes else None
+    for col, key in SIDE_COLUMNS.items():
+        rec[f"disrupted_minutes_{col}"] = sides.get(key, 0) if sides is not None else None
     for k in KINDS:
         rec[f"events_{k}"] = s.events_by_kind.get(k, 0) if s and s.minutes else None
     rec.update({
@@ -78,6 +88,13 @@ def to_json(view: CaseloadView, generated_ms: int, config: dict[str, Any]) -> di
             "client_sd": m.client_sd,
             "residual_sd": m.residual_sd,
             "coefficients": [asdict(c) for c in m.coefficients],
+        },
+        "model_split": None if view.split_model is None else {
+            "ok": view.split_model.ok,
+            "message": view.split_model.message,
+            "n_sessions": view.split_model.n_sessions,
+            "n_clients": view.split_model.n_clients,
+            "coefficients": [asdict(c) for c in view.split_model.coefficients],
         },
         "correlations": [asdict(c) for c in view.correlations],
     }

@@ -29,26 +29,28 @@ CSP = "; ".join(
     ]
 )
 
-# FastAPI's interactive API docs load Swagger UI / ReDoc from a CDN with an
-# inline bootstrap script; they hold no client data. Only these pages get it.
+# The interactive API docs (/docs, /redoc; server/web/apidocs.py) load their
+# scripts from this server too; Swagger UI and ReDoc inject <style> elements,
+# and ReDoc runs a blob: worker. They hold no client data.
 DOCS_CSP = "; ".join(
     [
         "default-src 'self'",
-        "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-        "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com",
-        "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
-        "font-src 'self' https://fonts.gstatic.com",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self'",
         "worker-src blob:",
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'self'",
+        "form-action 'self'",
         "frame-ancestors 'none'",
     ]
 )
-DOCS_PATHS = ("/docs", "/redoc", "/docs/oauth2-redirect")
+DOCS_PATHS = ("/docs", "/redoc")
 
 # Paths whose responses may be cached: they hold no personal data.
-CACHEABLE_PREFIXES = ("/static/", "/plugin/")
+CACHEABLE_PREFIXES = ("/static/", "/plugin/", "/docs-assets/", "/favicon.ico")
 
 
 def security_headers(path: str, https: bool) -> list[tuple[bytes, bytes]]:

@@ -45,8 +45,16 @@ class SecurityMiddleware:
         if not origin_allowed(origin, self.settings, scheme, host):
             log.warning("WebSocket %s refused: origin %r is not allowed (BONDLINE_ALLOWED_ORIGINS)",
                         scope.get("path"), origin)
-            # Closing before accept makes the server answer the handshake with 403.
-            await send({"type": "websocket.close", "code": 1008, "reason": "origin not allowed"})
+            # A handshake refused with 403 reaches the page's script only as
+            # close code 1006, "abnormal": a plugin cannot tell it from a network
+            # fault and retries for ever. Accepting and closing at once with 4403
+            # and a reason tells the integrator what to set; nothing is read.
+            await receive()
+            await send({"type": "websocket.accept"})
+            reason = f"origin {origin} is not allowed: add it to BONDLINE_ALLOWED_ORIGINS"
+            if len(reason.encode()) > 123:  # a close reason's limit (RFC 6455)
+                reason = "this page's origin is not allowed: add it to BONDLINE_ALLOWED_ORIGINS"
+            await send({"type": "websocket.close", "code": 4403, "reason": reason})
             return
         await self.app(scope, receive, send)
 

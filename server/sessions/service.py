@@ -1,7 +1,7 @@
 """Creating, starting, ending and reading sessions: the store-side logic.
 
 Functions take a Connection so callers choose the transaction; the API
-layer (server/sessions/api.py) and the CLI/demo share them.
+layer (server/api/sessions.py) and the CLI/demo share them.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiortc import RTCIceServer
 
-from server.sidecar.config import ProbeSettings
+from server.config import ProbeSettings
 
 
 def ice_config(settings: ProbeSettings) -> list[dict[str, Any]]:

@@ -4,50 +4,41 @@ pre-session connection check page and the API that makes its links."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import itertools
 import logging
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from media.pilot_opus import encode_cycle
 from server.accounts.deps import api_identity
 from server.accounts.identity import Identity
+from server.config import ProbeSettings
 from server.ingest import protocol as p
 from server.sessions import service
-from server.sessions.api import base_url
-from server.sidecar.config import get_probe_settings
 from server.sidecar.ice import ice_config
 from server.sidecar.links import create_check_link
-from server.sidecar.run import ACTIVE, CAPACITY, SidecarRun, authenticate_async, negotiate_profile
+from server.sidecar.run import ACTIVE, SidecarRun, authenticate_async, negotiate_profile
 from server.timeutil import now_ms, to_iso
-from server.web import routes as web_routes
+from server.web.assets import Asset
+from server.web.features import Feature
+from server.web.pages import render
+from server.web.urls import base_url
 
 log = logging.getLogger("bondline.sidecar")
 router = APIRouter(tags=["probe"])
 PER_PARTICIPANT = 2  # a browser probe and an agent, or a reconnect overlapping its predecessor
 
-JS_DIR = Path(__file__).resolve().parents[2] / "plugin" / "js"
-STATIC = Path(__file__).parent / "static"
-ASSETS = {
-    "bondline-probe.js": (JS_DIR / "bondline-probe.js", "text/javascript; charset=utf-8"),
-    "bondline-check.js": (STATIC / "bondline-check.js", "text/javascript; charset=utf-8"),
-    "bondline-check.css": (STATIC / "bondline-check.css", "text/css; charset=utf-8"),
-}
-# The check page extends the web pages' base.html.
-_env = Environment(
-    loader=ChoiceLoader([FileSystemLoader(str(Path(__file__).parent / "templates")),
-                         web_routes.templates.env.loader]),  # type: ignore[list-item]
-    autoescape=select_autoescape(default=True),
-)
-templates = Jinja2Templates(env=_env)
+
+
+def _limits(request: Request) -> ProbeSettings:
+    limits: ProbeSettings = request.app.state.settings.probe
+    return limits
 
 
 async def _receive_json(ws: WebSocket, timeout: float, settings: Any) -> dict[str, Any] | None:
@@ -73,13 +64,32 @@ async def _refuse(ws: WebSocket, r: p.Refusal, who: str) -> None:
         pass
 
 
+# Probe sockets admitted by this process, from auth until they close, by
+# slot: participant id. The limits count these, not the runs (a run exists
+# only once its offer arrives).
+ADMITTED: dict[int, int] = {}
+_slots = itertools.count()
+
+
+def _admit_probe(participant_id: int, limits: ProbeSettings) -> int:
+    """Take a probe slot for a participant, or refuse (no await inside)."""
+    if len(ADMITTED) >= limits.max_per_process:
+        raise p.refuse(p.UNAVAILABLE, "this server is at its probe capacity; try again shortly")
+    if sum(1 for pid in ADMITTED.values() if pid == participant_id) >= PER_PARTICIPANT:
+        raise p.refuse(p.RATE_LIMITED, f"at most {PER_PARTICIPANT} probes at once per participant")
+    slot = next(_slots)
+    ADMITTED[slot] = participant_id
+    return slot
+
+
 @router.websocket("/v1/probe")
 async def probe_ws(ws: WebSocket) -> None:
     app = ws.app
     settings = app.state.settings
-    limits = get_probe_settings()
+    limits = settings.probe
     await ws.accept()
     run: SidecarRun | None = None
+    slot: int | None = None
     clean = False
     reason = "client left"
     try:
@@ -89,10 +99,9 @@ async def probe_ws(ws: WebSocket) -> None:
         if hello.get("type") != "auth":
             raise p.refuse(p.UNAUTHORIZED, 'the first message must be {"type": "auth", "token": ...}')
         owner, mode = await authenticate_async(app, hello.get("token"))
-        if len(ACTIVE) >= limits.max_per_process:
-            raise p.refuse(CAPACITY, "this server is at its probe capacity; try again shortly")
-        if sum(1 for r in ACTIVE.values() if r.owner.participant_id == owner.participant_id) >= PER_PARTICIPANT:
-            raise p.refuse(p.RATE_LIMITED, f"at most {PER_PARTICIPANT} probes at once per participant")
+        # Checked and taken with no await in between: concurrent sockets
+        # cannot all pass the check before any of them is counted.
+        slot = _admit_probe(owner.participant_id, limits)
         await _send(ws, {"type": "welcome", "mode": mode, "session": owner.session_id, "role": owner.role,
                          "iceServers": ice_config(limits), "checkDurationS": limits.check_duration_s,
                          "limits": {"maxFps": limits.max_fps, "maxPingHz": limits.max_ping_hz}})
@@ -122,11 +131,11 @@ async def probe_ws(ws: WebSocket) -> None:
             reason = "media did not connect"
             if mode == "check":
                 await _send(ws, {"type": "summary", "summary": {}, "verdict": run.judge()})
-            raise p.refuse((4504, 504), "the probe's media did not connect in time (firewall or no route?)")
+            raise p.refuse(p.MEDIA_FAILED, "the probe's media did not connect in time (firewall or no route?)")
         run.connected = True
         run.endpoint.start(run.on_interval)
         await _send(ws, {"type": "connected", "run": run.run})
-        clean = await run.converse(ws)
+        clean = await run.converse(ws, hello["token"])
         reason = "bye" if clean else reason
         if clean:
             await ws.close(1000)
@@ -135,7 +144,14 @@ async def probe_ws(ws: WebSocket) -> None:
         await _refuse(ws, r, f"participant {run.owner.participant_id}" if run else "unauthenticated")
     except WebSocketDisconnect:
         pass
+    except Exception:
+        # A bug or a lost store must still end in a close frame, not a drop.
+        log.exception("probe connection failed")
+        reason = "internal error"
+        await _refuse(ws, p.Refusal(1011, 500, "internal error"), "error")
     finally:
+        if slot is not None:
+            ADMITTED.pop(slot, None)
         if run is not None:
             ACTIVE.pop(run.run, None)
             try:
@@ -144,32 +160,12 @@ async def probe_ws(ws: WebSocket) -> None:
                 log.exception("probe %s: finishing failed", run.run)
 
 
-@lru_cache(maxsize=8)
-def _asset(name: str, mtime_ns: int) -> tuple[bytes, str]:
-    # Keyed on mtime so an edited file is served fresh without a restart.
-    body = ASSETS[name][0].read_bytes()
-    return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-
-
-@router.get("/plugin/bondline-probe.js", include_in_schema=False)
-@router.get("/plugin/bondline-check.js", include_in_schema=False)
-@router.get("/plugin/bondline-check.css", include_in_schema=False)
-def probe_asset(request: Request) -> Response:
-    name = request.url.path.rsplit("/", 1)[1]
-    path, media_type = ASSETS[name]
-    body, etag = _asset(name, path.stat().st_mtime_ns)
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=300, must-revalidate"}
-    if etag in (m.strip() for m in request.headers.get("if-none-match", "").split(",")):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=media_type, headers=headers)
-
-
 @router.get("/check/{token}", response_class=HTMLResponse, include_in_schema=False)
-def check_page(token: str, request: Request) -> HTMLResponse:
+def check_page(token: str, request: Request) -> Response:
     """The connection check a client opens before the session (no account).
     The link itself is checked when the probe starts, so an expired or
     unknown one gets its message there, in the page's own words."""
-    return templates.TemplateResponse(request, "check.html", {"duration": get_probe_settings().check_duration_s})
+    return render(request, "check.html", {"duration": _limits(request).check_duration_s})
 
 
 class CheckLinkOut(BaseModel):
@@ -196,6 +192,18 @@ def make_check_link(session_id: int, request: Request,
             service.get_session_row(conn, session_id, identity.clinician_id if identity else None)
         except service.NotFound:
             raise HTTPException(404, f"no session {session_id}") from None
-        link = create_check_link(conn, session_id, role, now_ms(), get_probe_settings().check_link_days)
+        link = create_check_link(conn, session_id, role, now_ms(), _limits(request).check_link_days)
     return CheckLinkOut(url=f"{base_url(request)}/check/{link.token}", role=role, expires_at=to_iso(link.expires_ms))
 
+
+FEATURE = Feature(
+    "sidecar",
+    routers=[router],
+    templates=Path(__file__).parent / "templates",
+    assets={
+        "/plugin/bondline-probe.js": Asset("plugin", "js/bondline-probe.js"),
+        "/plugin/bondline-pilot-tap.js": Asset("plugin", "js/bondline-pilot-tap.js"),
+        "/plugin/bondline-check.js": Asset("server.sidecar", "static/bondline-check.js"),
+        "/plugin/bondline-check.css": Asset("server.sidecar", "static/bondline-check.css"),
+    },
+)

@@ -28,21 +28,17 @@ from starlette.concurrency import run_in_threadpool
 from media.probe.endpoint import ProbeEndpoint
 from media.probe.profile import ProbeProfile
 from media.probe.report import EventTracker, IntervalData, build_sample
-from server.config import Settings
+from server.config import ProbeSettings, Settings
 from server.ingest import protocol as p
 from server.ingest.writer import IngestWriter
 from server.sessions.tokens import TokenError, TokenOwner, resolve_token
 from server.sidecar import store
-from server.sidecar.check import figures_from, judge
-from server.sidecar.config import ProbeSettings
+from server.sidecar.check import SEVERITY, figures_from, judge
 from server.sidecar.ice import ice_servers
 from server.sidecar.links import CHECK_PREFIX, LinkError, resolve_check_link
 from server.timeutil import now_ms
 
 log = logging.getLogger("bondline.sidecar")
-
-CAPACITY = (4503, 503)
-MEDIA_FAILED = (4504, 504)
 
 # Runs hosted by this process (the capacity limit is per process).
 ACTIVE: dict[str, SidecarRun] = {}
@@ -64,7 +60,6 @@ def authenticate(app: Any, token: object) -> tuple[TokenOwner, str]:
             owner = resolve_token(conn, settings, token, now_ms())
         except TokenError as e:
             raise p.refuse(p.EXPIRED if e.expired else p.UNAUTHORIZED, str(e)) from None
-        store.mark_started(conn, owner.session_id)
     return owner, "probe"
 
 
@@ -102,7 +97,11 @@ class SidecarRun:
         self.peer_sent: dict[str, Any] = {}
         self.participant_summary: dict[str, Any] | None = None
         self.failed = asyncio.Event()
+        self.revoked = False  # the token stopped being valid mid-run: store nothing more
         self._writes: set[asyncio.Task[Any]] = set()
+        # A probe's first stored figures start the session, as a collector's do;
+        # a check (before the session) never does.
+        self._to_start: int | None = owner.session_id if mode == "probe" else None
         self.endpoint.pc.on("connectionstatechange", self._state)
 
     def _state(self) -> None:
@@ -112,6 +111,8 @@ class SidecarRun:
     # -- storing -----------------------------------------------------------
 
     def _store_later(self, samples: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+        if self.revoked:
+            return  # an erased participant has nowhere to store to; an ended session takes no more
         if self.mode == "check":
             samples = []  # a pre-session check stores only its verdict
             events = [e for e in events if e["kind"] == "probe.check"]
@@ -123,7 +124,8 @@ class SidecarRun:
 
     async def _store(self, samples: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
         try:
-            await store.write(self.writer, self.settings, self.owner, samples, events)
+            start, self._to_start = self._to_start, None
+            await store.write(self.writer, self.settings, self.owner, samples, events, start_session=start)
         except p.Refusal as r:  # our own figures out of the schema's range: a bug, not input
             log.error("probe %s: sample refused by the schema: %s", self.run, r)
         except Exception:  # noqa: BLE001 - the store's own retries failed; keep probing
@@ -137,25 +139,29 @@ class SidecarRun:
 
     # -- the conversation --------------------------------------------------
 
-    async def converse(self, ws: WebSocket) -> bool:
+    async def converse(self, ws: WebSocket, token: str) -> bool:
         """Serve the client's messages; True when it ended with a clean bye."""
         bucket = p.TokenBucket(self.settings.rate_messages_per_s, self.settings.rate_burst)
         limit = self.limits.check_duration_s + 20 if self.mode == "check" else self.limits.max_duration_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         failed = asyncio.create_task(self.failed.wait())
+        revoked = asyncio.create_task(self._watch_token(token))
         try:
             while True:
                 receive = asyncio.create_task(ws.receive())
-                done, _ = await asyncio.wait({receive, failed}, timeout=max(0.0, deadline - loop.time()),
+                done, _ = await asyncio.wait({receive, failed, revoked}, timeout=max(0.0, deadline - loop.time()),
                                              return_when=asyncio.FIRST_COMPLETED)
                 if receive not in done:
                     receive.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await receive
+                    if revoked in done:
+                        self.revoked = True
+                        raise revoked.result()
                     if failed in done:
-                        raise p.refuse(MEDIA_FAILED, "the probe's media connection failed")
-                    raise p.refuse(MEDIA_FAILED, f"probe run reached its limit of {limit:g} s")
+                        raise p.refuse(p.MEDIA_FAILED, "the probe's media connection failed")
+                    raise p.refuse(p.MEDIA_FAILED, f"probe run reached its limit of {limit:g} s")
                 message = receive.result()
                 if message["type"] == "websocket.disconnect":
                     return False
@@ -174,6 +180,23 @@ class SidecarRun:
                     raise p.refuse(p.MALFORMED, f"unknown message type {kind!r}")
         finally:
             failed.cancel()
+            revoked.cancel()
+
+    async def _watch_token(self, token: str) -> p.Refusal:
+        """Look the token up again now and then, as the telemetry socket does: a
+        session ended or a client erased while the probe runs stops it (4403)."""
+        while True:
+            await asyncio.sleep(self.settings.token_recheck_s)
+            try:
+                await authenticate_async(self.app, token)
+            except p.Refusal as r:
+                if self.mode == "probe" and r.ws_code == p.UNAUTHORIZED[0]:
+                    # The token was valid at auth, so it vanishing means its participant was erased.
+                    return p.refuse(p.EXPIRED, "this participant no longer exists (the client's data was "
+                                               "erased); stop probing")
+                return r
+            except Exception:  # noqa: BLE001 - the store is away: keep probing, look again later
+                log.debug("probe token re-check failed; trying again later", exc_info=True)
 
     async def _report(self, ws: WebSocket, msg: dict[str, Any]) -> None:
         samples = msg.get("samples", [])
@@ -184,7 +207,8 @@ class SidecarRun:
         if self.mode == "check":
             result = {"stored": 0, "duplicates": 0, "events": 0}
         else:
-            written = await store.write(self.writer, self.settings, self.owner, samples, events)
+            start, self._to_start = self._to_start, None
+            written = await store.write(self.writer, self.settings, self.owner, samples, events, start_session=start)
             result = {"stored": written.stored, "duplicates": written.duplicates, "events": written.events_stored}
         await ws.send_text(orjson.dumps({"type": "ack", "batch": msg.get("batch"), **result}).decode())
 
@@ -211,7 +235,7 @@ class SidecarRun:
                                    connected=self.connected, relay="relay" in (facts.get("localCandidateType"),
                                                                                facts.get("remoteCandidateType")))
             self.verdict = judge(figures).to_dict()
-            self.event("probe.check", severity={"good": 0, "fair": 1, "poor": 2, "failed": 3}[self.verdict["level"]],
+            self.event("probe.check", severity=SEVERITY[self.verdict["level"]],
                        verdict=self.verdict)
         return self.verdict
 

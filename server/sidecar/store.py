@@ -1,8 +1,8 @@
 """How probe figures reach the store: the ingest writer, rows as ingest builds them.
 
-Samples go through the same validation and row building as any collector's
-(server/ingest/protocol.py), so a probe sample is stored exactly as a
-collector's would be, with its headline columns derived the same way.
+Samples and events go through the same validation and row building as any
+collector's (server/ingest/protocol.py), so a probe sample is stored exactly
+as a collector's would be, with its headline columns derived the same way.
 Events the probe observed are stored with origin ``probe``; their key makes
 a repeated write a no-op.
 """
@@ -12,36 +12,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
-from sqlalchemy import update
-
 from media.probe.profile import PROBE_SEQ_BASE, STREAM_PARTICIPANT
 from server.config import Settings
 from server.ingest import protocol as p
 from server.ingest.schema import SCHEMA_ID
-from server.ingest.writer import EventRow, IngestWriter, WriteResult
+from server.ingest.writer import IngestWriter, WriteResult
 from server.sessions.tokens import TokenOwner
-from server.store import tables as t
 from server.timeutil import now_ms
 
 log = logging.getLogger("bondline.sidecar")
-
-_EVENT_FIELDS = ("key", "kind", "tMs", "endMs", "severity")
-
-
-def event_row(owner: TokenOwner, event: dict[str, Any]) -> EventRow:
-    data = {k: v for k, v in event.items() if k not in _EVENT_FIELDS}
-    return (
-        owner.session_id,
-        owner.participant_id,
-        event["kind"],
-        "probe",
-        int(event["tMs"]),
-        int(event["endMs"]) if event.get("endMs") is not None else None,
-        float(event["severity"]) if event.get("severity") is not None else None,
-        event.get("key"),
-        orjson.dumps(data).decode("utf-8"),
-    )
 
 
 def probe_event(kind: str, t_ms: int | None = None, **data: Any) -> dict[str, Any]:
@@ -52,13 +31,13 @@ def probe_event(kind: str, t_ms: int | None = None, **data: Any) -> dict[str, An
 
 
 async def write(writer: IngestWriter, settings: Settings, owner: TokenOwner, samples: list[dict[str, Any]],
-                events: list[dict[str, Any]]) -> WriteResult:
-    """Validate like ingest and write; raises ``protocol.Refusal`` on bad input."""
+                events: list[dict[str, Any]], *, start_session: int | None = None) -> WriteResult:
+    """Validate like ingest and write; raises ``protocol.Refusal`` on bad input.
+    ``start_session`` marks that session started in the same transaction."""
     msg: dict[str, Any] = {"type": "samples", "schema": SCHEMA_ID, "samples": samples, "events": events}
-    batch = p.validate_batch(msg, settings)
-    rows, _ = p.to_rows(batch, owner)
-    # Events are checked by the same schema, but stored with origin "probe".
-    return await writer.write(rows, [event_row(owner, e) for e in events])
+    batch = p.validate_batch(msg, settings, sidecar=True)
+    rows, event_rows = p.to_rows(batch, owner, event_origin="probe")
+    return await writer.write(rows, event_rows, start_session=start_session)
 
 
 def check_participant_samples(samples: object) -> str | None:
@@ -86,11 +65,3 @@ def check_events(events: object) -> str | None:
         if not isinstance(e, dict) or not str(e.get("kind", "")).startswith("probe."):
             return "probe reports carry events whose kind starts with 'probe.'"
     return None
-
-
-def mark_started(conn: Any, session_id: int) -> None:
-    conn.execute(
-        update(t.session)
-        .where(t.session.c.id == session_id, t.session.c.started_ms.is_(None))
-        .values(started_ms=now_ms())
-    )

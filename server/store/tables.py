@@ -100,6 +100,27 @@ sample = Table(
     Column("frames_dropped_in", Float, nullable=True),
     Column("freeze_ms_in", Float, nullable=True),
     Column("concealed_ratio_in", Float, nullable=True),
+    Column("no_media_in", Boolean, nullable=True),
+    Column("audio_packets_in", Float, nullable=True),
+    Column("frames_in", Float, nullable=True),
+    Column("last_packet_in_ms", Float, nullable=True),
+    Column("data", Text, nullable=False),
+)
+
+# A media server's own view of a participant's legs (server/sfu): one row per
+# report of one handle's medium. Keyed so a report sent again is stored once.
+# ``leg``: "uplink" (the server receives this participant's media, a publisher
+# handle) or "downlink" (it sends them others' media, a subscriber handle).
+sfu_stat = Table(
+    "sfu_stat",
+    metadata,
+    Column("participant_id", Integer, ForeignKey("participant.id", ondelete="CASCADE"), primary_key=True),
+    Column("handle", String(40), primary_key=True),
+    Column("media", String(16), primary_key=True),
+    Column("t_ms", BigInteger, primary_key=True, autoincrement=False),
+    Column("source", String(16), nullable=False),
+    Column("leg", String(16), nullable=False),
+    Column("received_ms", BigInteger, nullable=False),
     Column("data", Text, nullable=False),
 )
 
@@ -282,4 +303,81 @@ probe_check_link = Table(
     Column("expires_ms", BigInteger, nullable=False),
     Column("last_used_ms", BigInteger, nullable=True),
     Index("ix_probe_check_link_session", "session_id"),
+)
+
+
+# ---------------------------------------------------------------------------
+# Retention (migration 0003_rollups; docs/operations.md, "What is kept")
+# ---------------------------------------------------------------------------
+
+# What outlives the raw per-second samples. One row per session once it has
+# ended (or gone idle): the summary computed from the raw samples, the
+# sample count and newest receipt it was computed from (so a late sample
+# makes it stale), ``final`` once its ingest tokens expired (nothing can
+# arrive any more), and when its raw samples were deleted.
+session_rollup = Table(
+    "session_rollup",
+    metadata,
+    Column("session_id", Integer, ForeignKey("session.id", ondelete="CASCADE"), primary_key=True),
+    Column("config_hash", String(16), nullable=False),
+    Column("sample_count", Integer, nullable=False),
+    Column("last_received_ms", BigInteger, nullable=False),
+    Column("rolled_ms", BigInteger, nullable=False),
+    Column("final", Boolean, nullable=False, server_default="0"),
+    Column("t0_ms", BigInteger, nullable=True),
+    Column("t1_ms", BigInteger, nullable=True),
+    Column("summary", Text, nullable=False),
+    Column("samples_pruned_ms", BigInteger, nullable=True),
+)
+
+# The sample columns summarised per minute: median, 95th percentile and the
+# count of samples that carried the figure.
+ROLLUP_METRICS = (
+    "rtt_ms", "jitter_ms", "loss_in", "audio_loss_in", "video_loss_in", "bitrate_in_kbps", "fps_in",
+    "frames_dropped_in", "freeze_ms_in", "concealed_ratio_in",
+)
+
+
+def _metric_columns() -> list[Column[object]]:
+    out: list[Column[object]] = []
+    for m in ROLLUP_METRICS:
+        out += [Column(f"{m}_median", Float, nullable=True), Column(f"{m}_p95", Float, nullable=True),
+                Column(f"{m}_n", Integer, nullable=False)]
+    return out
+
+
+# One row per participant per minute of the session's time axis (minute 0
+# starts at the session's first sample, as in the reports).
+minute_rollup = Table(
+    "minute_rollup",
+    metadata,
+    Column("participant_id", Integer, ForeignKey("participant.id", ondelete="CASCADE"), primary_key=True),
+    Column("minute", Integer, primary_key=True, autoincrement=False),
+    Column("session_id", Integer, ForeignKey("session.id", ondelete="CASCADE"), nullable=False),
+    Column("t_ms", BigInteger, nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("covered_ms", BigInteger, nullable=False),
+    Column("no_media_ms", BigInteger, nullable=False),
+    Column("freeze_total_ms", Float, nullable=True),
+    Column("disrupted", Boolean, nullable=False),
+    *_metric_columns(),
+    Index("ix_minute_rollup_session", "session_id"),
+)
+
+# The disruption events as detected from the raw samples, with the evidence
+# that made each (a JSON object, so attribution can be added to it).
+event_rollup = Table(
+    "event_rollup",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", Integer, ForeignKey("session.id", ondelete="CASCADE"), nullable=False),
+    Column("participant_id", Integer, ForeignKey("participant.id", ondelete="CASCADE"), nullable=True),
+    Column("role", String(16), nullable=True),
+    Column("kind", String(40), nullable=False),
+    Column("direction", String(16), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger, nullable=False),
+    Column("severity", Float, nullable=False),
+    Column("evidence", Text, nullable=False, server_default="{}"),
+    Index("ix_event_rollup_session", "session_id", "start_ms"),
 )

@@ -24,6 +24,7 @@ from server.surveys.instruments import InstrumentError, Respondent
 from server.surveys.ratings import RatingRecord, rating_by_id, ratings_for_sessions
 from server.surveys.registry import registry_of
 from server.timeutil import now_ms, to_iso
+from server.web.urls import base_url
 
 router = APIRouter(prefix="/api/v1", tags=["surveys"])
 Caller = Annotated[Identity | None, Depends(api_identity)]
@@ -154,7 +155,7 @@ def reissue_link(
             token = links.issue(conn, session_id, respondent, chosen, now_ms())
         except links.LinkUsed as e:
             raise HTTPException(409, str(e)) from None
-    return links.SurveyLinkOut(respondent=respondent, url=links.survey_url(links.base_url(request), token))
+    return links.SurveyLinkOut(respondent=respondent, url=links.survey_url(base_url(request), token))
 
 
 @router.get("/ratings", response_model=ClientCourse)
@@ -229,7 +230,7 @@ def get_instrument(instrument_id: str, request: Request, caller: Caller) -> dict
 def fhir_questionnaire(instrument_id: str, request: Request, caller: Caller) -> JSONResponse:
     """The instrument as an HL7 FHIR R4 Questionnaire."""
     inst = _instrument(request, instrument_id)
-    return JSONResponse(fhir.questionnaire(inst, links.base_url(request)), media_type=FHIR_JSON)
+    return JSONResponse(fhir.questionnaire(inst, base_url(request)), media_type=FHIR_JSON)
 
 
 @router.get("/fhir/QuestionnaireResponse/{rating_id}")
@@ -248,7 +249,21 @@ def fhir_response(rating_id: int, request: Request, caller: Caller) -> JSONRespo
     if inst is not None and inst.version != rating.instrument_version:
         inst = None  # the file changed since: keep to what was answered, codes only
     resource = fhir.questionnaire_response(
-        rating, inst, links.base_url(request), clinician_id=row.clinician_id, client_code=row.client_code
+        rating, inst, base_url(request), clinician_id=row.clinician_id, client_code=row.client_code
     )
     record_view(request, "export", session_id=rating.session_id, detail=f"FHIR QuestionnaireResponse {rating_id}")
     return JSONResponse(resource, media_type=FHIR_JSON)
+
+
+def create_for_new_session(
+    conn: Connection, request: Request, session_id: int, chosen: links.Selection | None, created_ms: int
+) -> list[links.SurveyLinkOut]:
+    """Called by the sessions API inside its transaction: an unknown or
+    mismatched instrument id is a 422 and, raised here, rolls it all back."""
+    try:
+        selection = links.resolve_selection(registry_of(request.app), chosen)
+    except InstrumentError as e:
+        raise HTTPException(422, str(e)) from None
+    tokens = links.create_links(conn, session_id, selection, created_ms)
+    base = base_url(request)
+    return [links.SurveyLinkOut(respondent=r, url=links.survey_url(base, tok)) for r, tok in tokens.items()]

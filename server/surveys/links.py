@@ -15,7 +15,6 @@ from enum import Enum
 from typing import Any
 
 import orjson
-from fastapi import HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
@@ -23,8 +22,7 @@ from sqlalchemy.engine import Connection
 from server.config import Settings
 from server.sessions.tokens import hash_token
 from server.store import tables as t
-from server.surveys.instruments import RESPONDENTS, InstrumentError, Registry, Respondent
-from server.surveys.registry import registry_of
+from server.surveys.instruments import RESPONDENTS, Registry, Respondent
 
 TOKEN_PREFIX = "bls_"
 TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -67,11 +65,6 @@ def survey_url(base: str, token: str) -> str:
     return f"{base.rstrip('/')}/survey/{token}"
 
 
-def base_url(request: Request) -> str:
-    configured = request.app.state.settings.public_url
-    return str(configured or request.base_url).rstrip("/")
-
-
 def expiry_ms(settings: Settings, *, created_ms: int, scheduled_ms: int | None, ended_ms: int | None) -> int:
     if ended_ms is not None:
         return ended_ms + int(settings.survey_link_ttl_hours * 3_600_000)
@@ -109,20 +102,6 @@ def create_links(conn: Connection, session_id: int, selection: Selection, create
         )
         tokens[respondent] = token
     return tokens
-
-
-def create_for_new_session(
-    conn: Connection, request: Request, session_id: int, chosen: Selection | None, created_ms: int
-) -> list[SurveyLinkOut]:
-    """Called by the sessions API inside its transaction: an unknown or
-    mismatched instrument id is a 422 and, raised here, rolls it all back."""
-    try:
-        selection = resolve_selection(registry_of(request.app), chosen)
-    except InstrumentError as e:
-        raise HTTPException(422, str(e)) from None
-    tokens = create_links(conn, session_id, selection, created_ms)
-    base = base_url(request)
-    return [SurveyLinkOut(respondent=r, url=survey_url(base, tok)) for r, tok in tokens.items()]
 
 
 def _select() -> Any:

@@ -10,27 +10,32 @@ reload cannot post again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.responses import Response
 
 from server.accounts.deps import csrf_field, page_identity, verify_csrf
 from server.accounts.identity import Identity
+from server.audit.log import record
 from server.sessions import service as sessions
 from server.surveys import links, views
 from server.surveys.forms import ParsedForm, UnreadableForm, decode_pairs, empty_form, parse
 from server.surveys.instruments import Instrument, InstrumentError
-from server.surveys.ratings import AlreadyAnswered, ratings_for_sessions, store_submission
+from server.surveys.ratings import (
+    AlreadyAnswered,
+    correct_submission,
+    ratings_for_sessions,
+    store_submission,
+    stored_answers,
+)
 from server.surveys.registry import registry_of
 from server.timeutil import now_ms
 
 FORM_LIMIT = 65_536  # bytes; a full form is well under 2 KiB
-STYLESHEET = Path(__file__).parent / "static" / "survey.css"
 SESSION_PAGE = "/reports/sessions/{session_id}"  # the reports area's session page
 
 router = APIRouter(include_in_schema=False)
@@ -104,11 +109,6 @@ async def _guarded(request: Request, work: Callable[[], Response]) -> Response:
 
 # --- the client's (or anyone's) survey link -------------------------------
 
-@router.get("/survey-assets/survey.css")
-def stylesheet() -> FileResponse:
-    return FileResponse(STYLESHEET, media_type="text/css")
-
-
 @router.get("/survey/thanks")
 def thanks(request: Request) -> Response:
     return views.render_notice(request, views.THANKS)
@@ -180,11 +180,19 @@ def _therapist_link(request: Request, identity: Identity, session_id: int) -> li
     return link
 
 
-def _saved_page(request: Request, link: links.LinkRow) -> Response:
+def _about_session(request: Request, identity: Identity, session_id: int) -> str:
+    """"Session 4 with client DEMO-003, Tue 17 Nov": which session a rating is for."""
+    with request.app.state.engine.connect() as conn:
+        row = sessions.get_session_row(conn, session_id, clinician_id=identity.clinician_id)
+    return f"session {row.number} with client {row.client_code}"
+
+
+def _saved_page(request: Request, identity: Identity, link: links.LinkRow) -> Response:
     with request.app.state.engine.connect() as conn:
         rows = ratings_for_sessions(conn, [link.session_id])[link.session_id]
     registry = registry_of(request.app)
-    lines = ["You have rated this session; ratings cannot be changed once sent."]
+    what = _about_session(request, identity, link.session_id)
+    lines = [f"Your rating of {what} is saved."]
     for r in rows:
         if r.respondent != "therapist":
             continue
@@ -195,6 +203,7 @@ def _saved_page(request: Request, link: links.LinkRow) -> Response:
     return views.render_notice(
         request, views.Notice(200, "Rating saved", tuple(lines)),
         back_url=SESSION_PAGE.format(session_id=link.session_id), back_label="Back to the session",
+        extra_url=f"/sessions/{link.session_id}/rating?correct=1", extra_label="Correct this rating",
     )
 
 
@@ -203,20 +212,34 @@ def _clinician_state(request: Request, identity: Identity, session_id: int) -> t
     return link, links.status(link, now_ms())
 
 
+def _clinician_form(request: Request, identity: Identity, session_id: int, instruments: list[Instrument],
+                    form: ParsedForm, correcting: bool, status_code: int = 200) -> Response:
+    what = _about_session(request, identity, session_id)
+    return views.render_form(
+        request, respondent="therapist", instruments=instruments, form=form, action=request.url.path,
+        csrf=csrf_field(request), back_url=SESSION_PAGE.format(session_id=session_id), status_code=status_code,
+        heading=f"Your rating of {what}", correcting=correcting,
+    )
+
+
 @router.get("/sessions/{session_id}/rating")
-async def clinician_form(session_id: int, request: Request, identity: Clinician) -> Response:
+async def clinician_form(session_id: int, request: Request, identity: Clinician, correct: bool = False) -> Response:
     def work() -> Response:
         link, state = _clinician_state(request, identity, session_id)
+        instruments = _instruments(request, link)
         if state is links.LinkStatus.USED:
-            return _saved_page(request, link)
+            if not correct:
+                return _saved_page(request, identity, link)
+            with request.app.state.engine.connect() as conn:
+                stored = stored_answers(conn, link)
+            form = empty_form(instruments)
+            for inst_id, answers in stored.items():
+                form.answers[inst_id].update({k: v for k, v in answers.items() if k in form.answers[inst_id]})
+            form.accept_blanks = any(v is None for a in form.answers.values() for v in a.values())
+            return _clinician_form(request, identity, session_id, instruments, form, correcting=True)
         if state is links.LinkStatus.EXPIRED:
             raise Refusal(views.EXPIRED)
-        instruments = _instruments(request, link)
-        return views.render_form(
-            request, respondent="therapist", instruments=instruments, form=empty_form(instruments),
-            action=request.url.path, csrf=csrf_field(request),
-            back_url=SESSION_PAGE.format(session_id=session_id),
-        )
+        return _clinician_form(request, identity, session_id, instruments, empty_form(instruments), correcting=False)
 
     return await _guarded(request, work)
 
@@ -231,8 +254,7 @@ async def clinician_submit(session_id: int, request: Request, identity: Clinicia
 
     def work() -> Response:
         link, state = _clinician_state(request, identity, session_id)
-        if state is links.LinkStatus.USED:
-            raise Refusal(views.USED)
+        correcting = state is links.LinkStatus.USED
         if state is links.LinkStatus.EXPIRED:
             raise Refusal(views.EXPIRED)
         instruments = _instruments(request, link)
@@ -241,11 +263,14 @@ async def clinician_submit(session_id: int, request: Request, identity: Clinicia
         except UnreadableForm:
             raise Refusal(views.UNREADABLE) from None
         if form.problems:
-            return views.render_form(
-                request, respondent="therapist", instruments=instruments, form=form, action=request.url.path,
-                csrf=csrf_field(request), back_url=SESSION_PAGE.format(session_id=session_id), status_code=422,
-            )
-        _store(request, link, form)
+            return _clinician_form(request, identity, session_id, instruments, form, correcting, status_code=422)
+        if correcting:
+            with request.app.state.engine.begin() as conn:
+                correct_submission(conn, registry_of(request.app), link, form.answers, now_ms())
+                record(conn, request, "rating corrected", session_id=session_id,
+                       detail="the clinician's own rating of the session")
+        else:
+            _store(request, link, form)
         return RedirectResponse(request.url.path, status_code=303)
 
     return await _guarded(request, work)

@@ -87,6 +87,49 @@ def store_submission(
     return ids
 
 
+def correct_submission(
+    conn: Connection,
+    registry: Registry,
+    link: LinkRow,
+    answers: Mapping[str, Mapping[str, int | None]],
+    now: int,
+) -> list[int]:
+    """Replace the answers of a used link's ratings with corrected ones, scored
+    again, in the caller's transaction (the clinician's own rating: a slip of
+    the finger should not stand for good). Each rating keeps its id; its time
+    becomes the correction's. An instrument never answered is stored new."""
+    ids: list[int] = []
+    for instrument_id in link.instruments:
+        inst = registry.get(instrument_id)
+        given = dict(answers[instrument_id])
+        result = score(inst, given)
+        values = dict(
+            instrument_version=inst.version,
+            answers=orjson.dumps({it.id: given.get(it.id) for it in inst.items}).decode(),
+            total=result.total, mean=result.mean, subscales=orjson.dumps(result.subscales_json()).decode(),
+            submitted_ms=now,
+        )
+        key = (t.rating.c.session_id == link.session_id, t.rating.c.respondent == link.respondent,
+               t.rating.c.instrument_id == inst.id)
+        row = conn.execute(update(t.rating).where(*key).values(**values).returning(t.rating.c.id)).first()
+        if row is None:
+            new = insert(t.rating).values(session_id=link.session_id, respondent=link.respondent,
+                                          instrument_id=inst.id, **values)
+            row = conn.execute(new.returning(t.rating.c.id)).first()
+        assert row is not None
+        ids.append(int(row[0]))
+    return ids
+
+
+def stored_answers(conn: Connection, link: LinkRow) -> dict[str, dict[str, int | None]]:
+    """The answers stored for a link's instruments (to show a sent form again)."""
+    out: dict[str, dict[str, int | None]] = {}
+    for r in ratings_for_sessions(conn, [link.session_id])[link.session_id]:
+        if r.respondent == link.respondent and r.instrument_id in link.instruments:
+            out[r.instrument_id] = dict(r.answers)
+    return out
+
+
 def _record(r: Any) -> RatingRecord:
     return RatingRecord(
         id=r.id,

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
 from server.surveys.forms import ParsedForm, field_name, item_anchor, section_anchor
 from server.surveys.instruments import Instrument, Respondent
-
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+from server.web.pages import render
 
 BLANK = "___"
 # Survey pages carry a secret in their URL: keep it out of Referer headers,
@@ -77,7 +74,7 @@ THANKS = Notice(
 
 
 def render_notice(request: Request, notice: Notice, **extra: Any) -> Response:
-    return templates.TemplateResponse(
+    return render(
         request,
         "notice.html",
         {"heading": notice.heading, "lines": notice.lines, **extra},
@@ -142,21 +139,31 @@ def render_form(
     csrf: Any = "",
     back_url: str | None = None,
     status_code: int = 200,
+    heading: str | None = None,
+    correcting: bool = False,
 ) -> Response:
-    heading = "How did your session go?" if respondent == "client" else "Your rating of this session"
-    return templates.TemplateResponse(
+    if heading is None:
+        heading = "How did your session go?" if respondent == "client" else "Your rating of this session"
+    settings = request.app.state.settings
+    parts = sections(instruments, form)
+    total = sum(len(part["questions"]) for part in parts)
+    return render(
         request,
         "form.html",
         {
             "heading": heading,
             "about": ABOUT[respondent],
-            "sections": sections(instruments, form),
+            "sections": parts,
             "problems": form.problems,
             "accept_blanks": form.accept_blanks,
             "action": action,
             "csrf": csrf,
             "back_url": back_url,
             "back_label": "Back to the session",
+            "correcting": correcting,
+            "clinic_name": settings.clinic_name,
+            "total_questions": total,
+            "respondent": respondent,
         },
         status_code=status_code,
         headers=PRIVATE_HEADERS,

@@ -35,8 +35,17 @@ CALL_ARGS = [
 CHROMIUM_ARGS = [*CALL_ARGS, "--disable-backgrounding-occluded-windows"]
 
 
-def launch(pw: Playwright) -> Browser:
-    return pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+# No enumeration of network interfaces for WebRTC: Chromium binds its sockets to the
+# any-address, so a TURN server on 127.0.0.1 is reached from 127.0.0.1 (checked in the
+# relay's trace). Enumerating, it also gathers on every veth other tests add and remove
+# (Janus in its own network namespace); a call whose selected candidate pair sat on one
+# lost all media both ways when it vanished (tests/test_attribution_browser.py).
+ONE_INTERFACE_ARGS = ["--webrtc-ip-handling-policy=default_public_interface_only"]
+
+
+def launch(pw: Playwright, extra_args: list[str] | None = None) -> Browser:
+    return pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                              args=[*CHROMIUM_ARGS, *(extra_args or [])])
 
 
 def plugin_page(browser: Browser, base: str, path: str = "/healthz") -> Page:
@@ -92,6 +101,11 @@ def connect(caller: Page, callee: Page, config: dict[str, Any] | None = None, ti
     """Create a connection on each page (with fake camera and microphone) and connect them."""
     make_pc(caller, config)
     make_pc(callee, config)
+    negotiate(caller, callee, timeout_ms)
+
+
+def negotiate(caller: Page, callee: Page, timeout_ms: int = 20_000) -> None:
+    """Connect the connections ``make_pc`` made on each page (offer, answer, wait)."""
     offer = _local(caller, "Offer")
     answer = _local(callee, "Answer", offer)
     caller.evaluate("async (d) => { await window.pc.setRemoteDescription(d); }", answer)

@@ -14,10 +14,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 ADMIN_KEY = "test-admin-key"
+
+
+def isolated_env() -> dict[str, str]:
+    """This process's environment without any BONDLINE_* variable."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("BONDLINE_")}
 
 
 def free_port() -> int:
@@ -48,13 +54,18 @@ class ServerProcess:
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_KEY}"}
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
-        env = dict(os.environ)
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        # The caller's own BONDLINE_* settings must not reach a test server:
+        # each test says what it runs with, and nothing else (isolated_env).
+        env = isolated_env()
         env.update(
             {
                 "BONDLINE_DATABASE_URL": self.db_url,
                 "BONDLINE_ADMIN_API_KEY": ADMIN_KEY,
                 "PYTHONUNBUFFERED": "1",
+                # No scheduled pruning behind a test's back: the retention
+                # tests turn it on when they mean it.
+                "BONDLINE_RETENTION_INTERVAL_MINUTES": "0",
             }
         )
         env.update(self.env)
@@ -104,3 +115,12 @@ class ServerProcess:
         data: dict = r.json()
         data["tokens"] = {p["role"]: p["token"] for p in data["participants"]}
         return data
+
+
+def stored(srv: ServerProcess, session_id: int, role: str = "clinician") -> list[dict[str, Any]]:
+    """A participant's samples as the server's API returns them."""
+    r = httpx.get(f"{srv.base}/api/v1/sessions/{session_id}/samples", params={"role": role},
+                  headers=srv.admin_headers, timeout=10)
+    r.raise_for_status()
+    out: list[dict[str, Any]] = r.json()
+    return out

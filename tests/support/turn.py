@@ -47,7 +47,12 @@ class TurnServer:
     password: str = "bondline-test"
     realm: str = "bondline.test"
     port: int = field(default_factory=free_udp_port)
+    # Where relayed sockets live: 127.0.0.1 for browser-to-browser calls, the
+    # host end of a veth pair to reach a Janus in its own namespace (tests/support/janus.py).
+    relay_ip: str = "127.0.0.1"
     proc: subprocess.Popen[bytes] | None = None
+    # Log every allocation, permission, channel binding and refresh (for a test that must explain a dead call).
+    verbose: bool = False
 
     @property
     def log_path(self) -> Path:
@@ -62,7 +67,7 @@ class TurnServer:
         conf.write_text("\n".join([
             f"listening-port={self.port}",
             "listening-ip=127.0.0.1",
-            "relay-ip=127.0.0.1",
+            f"relay-ip={self.relay_ip}",
             # The CLI and TLS listeners are not needed; their ports could collide between tests.
             "no-cli", "no-tls", "no-dtls", f"alt-listening-port={free_port()}",
             "allow-loopback-peers",
@@ -74,6 +79,7 @@ class TurnServer:
             f"log-file={self.log_path}",
             "simple-log",
             "no-stdout-log",
+            *(["verbose"] if self.verbose else []),
         ]) + "\n")
         log = open(self.workdir / "turnserver.stderr", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)

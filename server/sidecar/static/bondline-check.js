@@ -10,6 +10,8 @@
     freeze_ms_up: 'Video freezes (your picture)', freeze_ms_down: 'Video freezes (picture you receive)',
     audio_gap_up: 'Sound gaps (your sound)', audio_gap_down: 'Sound gaps (sound you receive)' };
 
+  var ASPECTS = { delay: 'Delay', loss: 'Lost data', freezes: 'Video freezes', sound: 'Sound gaps' };
+
   function fmt(key, v) {
     if (v === null || v === undefined) return 'not measured';
     if (key.indexOf('loss') === 0 || key.indexOf('audio_gap') === 0) return (v * 100).toFixed(1) + ' %';
@@ -31,6 +33,23 @@
     }
     words.textContent = v.words;
     words.className = 'check-words check-' + v.level;
+    // Say what was not measured, by name: a missing figure is never shown as fine.
+    var missing = document.getElementById('check-missing');
+    missing.textContent = '';
+    missing.hidden = !(v.missing && v.missing.length);
+    if (!missing.hidden) {
+      missing.textContent = 'Not measured: ' + v.missing.map(function (k) { return LABELS[k] || k; })
+        .join('; ') + '.';
+    }
+    var grades = document.getElementById('check-grades');
+    grades.textContent = '';
+    Object.keys(ASPECTS).forEach(function (k) {
+      if (!v.grades || !v.grades[k]) return;
+      var li = document.createElement('li');
+      li.textContent = ASPECTS[k] + ': ' + v.grades[k];
+      li.className = 'check-grade check-grade-' + v.grades[k].replace(' ', '-');
+      grades.appendChild(li);
+    });
     (v.tips || []).forEach(function (t) { var li = document.createElement('li'); li.textContent = t; tips.appendChild(li); });
     box.hidden = !(v.tips && v.tips.length);
     Object.keys(LABELS).forEach(function (k) {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from server.store.partitions import schema_filter
 from server.store.tables import metadata
 
 config = context.config
@@ -19,6 +20,7 @@ with engine.connect() as connection:
         # SQLite cannot ALTER most things in place; batch mode copies tables.
         render_as_batch=url.startswith("sqlite"),
         compare_type=True,
+        include_object=schema_filter,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,1 @@
+"""Stats recorded outside Bondline (Chromium dumps), imported as samples."""
