@@ -92,8 +92,10 @@ def messages(draw: st.DrawFn) -> bytes:
         targets: list[dict[str, Any]] = {
             "batch": [msg],
             "sample": smp,
-            "stream": [s for x in smp for s in x["streams"]],
-            "connection": [x["connection"] for x in smp],
+            # An earlier draw may have replaced "streams" or "connection" with any value.
+            "stream": [s for x in smp if isinstance(x.get("streams"), list) for s in x["streams"]
+                       if isinstance(s, dict)],
+            "connection": [x["connection"] for x in smp if isinstance(x.get("connection"), dict)],
             "event": msg.get("events", []),
         }[place]
         if targets:
