@@ -14,10 +14,10 @@ Fuzzing draws a fresh seed each run, printed in the header;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from tests.support.fuzz import FUZZ_SEED, SEED_ENV
 from tests.support.gt_seed import gt_line
 from tests.support.pg_cluster import ThrowawayCluster, start_throwaway_cluster
 from tests.support.server import ServerProcess
+from tests.support.shared_server import running_server
 
 PG_ENV = "BONDLINE_TEST_POSTGRES"
 
@@ -87,7 +88,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_line(gt_line())
 
 
-@contextmanager
+@contextlib.contextmanager
 def fresh_pg_database() -> Iterator[str]:
     """A new, empty database on the test PostgreSQL server, dropped afterwards."""
     admin = _pg_admin_url()
@@ -157,6 +158,27 @@ def two_workers(tmp_path: Path) -> Iterator[ServerProcess]:
 def sqlite_server(server_factory, sqlite_url: str) -> ServerProcess:  # type: ignore[no-untyped-def]
     """A running server on a fresh SQLite file (for tests that need only one backend)."""
     return server_factory(sqlite_url)
+
+
+@pytest.fixture(scope="module")
+def module_sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server on a fresh SQLite file for a whole module. A module opts in
+    (overriding ``sqlite_server`` with it) only when each of its tests creates
+    and reads its own sessions and changes nothing server-wide."""
+    with running_server(tmp_path_factory.mktemp("module-sqlite")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``server`` once per module and backend, on the terms of ``module_sqlite_server``."""
+    workdir = tmp_path_factory.mktemp(f"module-{request.param}")
+    if request.param == "sqlite":
+        with running_server(workdir) as srv:
+            yield srv
+        return
+    with fresh_pg_database() as url, running_server(workdir, db_url=url) as srv:
+        yield srv
 
 
 # Ground-truth tests compare what a real call measured with what the test

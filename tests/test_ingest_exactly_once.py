@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
+import pytest
 import websockets
 
 from tests.support.samples import batch, connect, sample
 from tests.support.server import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def server(module_server: ServerProcess) -> ServerProcess:
+    """One server per backend for the module: every test here reads only the sessions it created."""
+    return module_server
 
 
 def stored_seqs(server: ServerProcess, session_id: int, role: str = "client") -> list[int]:
@@ -61,7 +69,8 @@ def test_resend_overlap_across_reconnects_stores_each_sample_once(server: Server
     assert stored_seqs(server, s["id"], role="clinician") == []
 
 
-def test_samples_survive_kill_9_and_restart(server: ServerProcess) -> None:
+def test_samples_survive_kill_9_and_restart(server_factory: Any, db_url: str) -> None:
+    server: ServerProcess = server_factory(db_url)  # its own: this test kills it
     s = server.create_session()
     token = s["tokens"]["client"]
     acked: set[int] = set()

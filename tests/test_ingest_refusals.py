@@ -15,6 +15,18 @@ from tests.support.samples import SCHEMA, batch, closed_with, connect, sample
 from tests.support.server import ServerProcess
 
 
+@pytest.fixture(scope="module")
+def sqlite_server(module_sqlite_server: ServerProcess) -> ServerProcess:
+    """One server for the module: every test here reads only the sessions it created."""
+    return module_sqlite_server
+
+
+@pytest.fixture(scope="module")
+def server(module_server: ServerProcess) -> ServerProcess:
+    """One server per backend for the module: every test here reads only the sessions it created."""
+    return module_server
+
+
 def count(server: ServerProcess, session_id: int) -> int:
     r = httpx.get(f"{server.base}/api/v1/sessions/{session_id}/samples", headers=server.admin_headers)
     return len(r.json())

@@ -37,6 +37,12 @@ from tests.support.turn import TurnServer
 from tests.support.udp_impair import GilbertElliott, Packet, UdpImpair
 from tests.test_plugin_ground_truth import ROLES, read_samples
 
+
+@pytest.fixture(scope="module")
+def sqlite_server(module_sqlite_server: ServerProcess) -> ServerProcess:
+    """One server for the module: every test here reads only the sessions it created."""
+    return module_sqlite_server
+
 pytestmark = pytest.mark.browser
 
 

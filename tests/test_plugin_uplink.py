@@ -16,6 +16,12 @@ from tests.support.shared_server import running_server
 
 
 @pytest.fixture(scope="module")
+def server(module_server: ServerProcess) -> ServerProcess:
+    """One server per backend for the module: every test here reads only the sessions it created."""
+    return module_server
+
+
+@pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for this module's tests that each use their own session."""
     with running_server(tmp_path_factory.mktemp("shared-server")) as srv:
@@ -76,7 +82,8 @@ def test_uplink_streams_and_a_restarted_collector_continues_seq(server: ServerPr
     assert len(ev) == 1 and ev[0]["origin"] == "collector" and ev[0]["data"]["state"] == "connected"
 
 
-def test_uplink_exactly_once_across_server_kill9(server: ServerProcess) -> None:
+def test_uplink_exactly_once_across_server_kill9(server_factory: Any, db_url: str) -> None:
+    server: ServerProcess = server_factory(db_url)  # its own: this test kills it
     s = server.create_session()
     token = s["tokens"]["client"]
     total = 300

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import httpx
+import pytest
 from sqlalchemy import create_engine, func, select
 
 from server.config import normalise_database_url
@@ -13,6 +14,18 @@ from server.store import tables as t
 from tests.support.login import create_user, csrf_from, login
 from tests.support.samples import batch, connect, sample
 from tests.support.server import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def sqlite_server(module_sqlite_server: ServerProcess) -> ServerProcess:
+    """One server for the module: every test here reads only the sessions it created."""
+    return module_sqlite_server
+
+
+@pytest.fixture(scope="module")
+def server(module_server: ServerProcess) -> ServerProcess:
+    """One server per backend for the module: every test here reads only the sessions it created."""
+    return module_server
 
 PW = "correct horse battery"
 

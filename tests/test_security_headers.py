@@ -15,6 +15,12 @@ from tests.support.login import create_user, login, login_page
 from tests.support.samples import batch, sample
 from tests.support.server import ServerProcess
 
+
+@pytest.fixture(scope="module")
+def sqlite_server(module_sqlite_server: ServerProcess) -> ServerProcess:
+    """One server for the module: every test here reads only the sessions it created."""
+    return module_sqlite_server
+
 PW = "correct horse battery"
 PLATFORM = "https://platform.example"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -10,9 +12,14 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 # which is what makes offline guessing expensive after a database leak.
 _hasher = PasswordHasher()
 
-# Verified against when the email is unknown, so a miss costs as much time
-# as a wrong password and response times do not reveal which emails exist.
-_DUMMY_HASH = _hasher.hash("bondline-dummy-password-for-timing")
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so a miss costs as much time
+    as a wrong password and response times do not reveal which emails exist.
+    Made on first use: every CLI command and worker imports this module."""
+    return _hasher.hash("bondline-dummy-password-for-timing")
+
 
 MIN_LENGTH = 10
 MAX_LENGTH = 1024
@@ -27,7 +34,7 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     if len(password) > MAX_LENGTH:
         return False
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -14,8 +14,11 @@ from tests.support.server import ServerProcess
 
 
 @contextmanager
-def running_server(workdir: Path, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    srv = ServerProcess(db_url=str(workdir / "bondline.db"), log_path=workdir / "server.log", env=env or {})
+def running_server(workdir: Path, env: dict[str, str] | None = None,
+                   db_url: str | None = None) -> Iterator[ServerProcess]:
+    """A server on ``db_url`` (default: a fresh SQLite file in ``workdir``)."""
+    srv = ServerProcess(db_url=db_url or str(workdir / "bondline.db"), log_path=workdir / "server.log",
+                        env=env or {})
     srv.start()
     try:
         yield srv
