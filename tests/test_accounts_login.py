@@ -13,6 +13,12 @@ import pytest
 from tests.support.login import create_user, csrf_from, login
 from tests.support.server import ServerProcess
 
+
+@pytest.fixture(scope="module")
+def server(module_server: ServerProcess) -> ServerProcess:
+    """One server per backend for the module: every test here reads only the sessions it created."""
+    return module_server
+
 PW = "correct horse battery"
 
 
@@ -118,11 +124,11 @@ def test_login_throttle(shared: ServerProcess) -> None:
 
 
 def test_password_change_ends_other_logins(server: ServerProcess) -> None:
-    create_user(server.db_url, "ann@example.org", PW)
+    create_user(server.db_url, "pat@example.org", PW)
     new = "a much better passphrase"
     with httpx.Client() as here, httpx.Client() as elsewhere:
-        login(here, server.base, "ann@example.org", PW)
-        login(elsewhere, server.base, "ann@example.org", PW)
+        login(here, server.base, "pat@example.org", PW)
+        login(elsewhere, server.base, "pat@example.org", PW)
         page = here.get(server.base + "/account/password")
         token = csrf_from(page.text)
         r = here.post(server.base + "/account/password",
@@ -138,8 +144,8 @@ def test_password_change_ends_other_logins(server: ServerProcess) -> None:
         assert here.get(server.base + "/account/password", follow_redirects=False).status_code == 200
         assert elsewhere.get(server.base + "/account/password", follow_redirects=False).status_code == 303
     with httpx.Client() as c:
-        assert _post_login(c, server.base, "ann@example.org", PW).status_code == 401
-        login(c, server.base, "ann@example.org", new)
+        assert _post_login(c, server.base, "pat@example.org", PW).status_code == 401
+        login(c, server.base, "pat@example.org", new)
 
 
 def test_first_admin_one_time_password(sqlite_server: ServerProcess) -> None:

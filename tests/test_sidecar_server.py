@@ -19,6 +19,18 @@ from media.probe.profile import PROBE_SEQ_BASE, STREAM_PARTICIPANT, STREAM_SIDEC
 from tests.support.server import ServerProcess
 
 
+@pytest.fixture(scope="module")
+def sqlite_server(module_sqlite_server: ServerProcess) -> ServerProcess:
+    """One server for the module: every test here reads only the sessions it created."""
+    return module_sqlite_server
+
+
+@pytest.fixture(scope="module")
+def server(module_server: ServerProcess) -> ServerProcess:
+    """One server per backend for the module: every test here reads only the sessions it created."""
+    return module_server
+
+
 def _get(server: ServerProcess, path: str, **params: Any) -> Any:
     r = httpx.get(server.base + path, headers=server.admin_headers, params=params)
     r.raise_for_status()
