@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import signal
@@ -60,6 +59,9 @@ def _report(result: Any) -> str:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    # imported when the command runs: `bondline --help` and other commands stay fast
+    import asyncio
+
     from plugin.probe_agent import ProbeAgent, ProbeFailed
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -102,6 +104,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_recording(args: argparse.Namespace) -> int:
+    import asyncio
+
     from media.recording import analyze
 
     try:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from media.pilot_opus import PTIMES_MS
-
 # Probe samples live in their own part of a participant's seq space, away
 # from the passive collectors' 0, 1, 2, ... (docs/probe.md, "Samples"): the
 # seq is derived from the interval's start second and the measuring side, so
@@ -44,6 +42,9 @@ class ProbeProfile:
     latency_spike_ms: float = 400.0
 
     def problems(self, max_fps: float = 15.0, max_ping_hz: float = 50.0) -> list[str]:
+        # imported on use: pilot_opus loads PyAV and numpy, which `bondline --help` (reading the defaults) never needs
+        from media.pilot_opus import PTIMES_MS
+
         out = []
         if not (self.video or self.audio):
             out.append("a probe needs video or audio")

@@ -7,16 +7,18 @@ import getpass
 import os
 import secrets
 import sys
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
-
-from server.accounts import apikeys, service
-from server.accounts.passwords import policy_problem
 from server.cli.options import add_db_option, settings_from
-from server.store.db import make_engine, upgrade
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 
 def _engine(args: argparse.Namespace) -> Engine:
+    # imported when the command runs: `bondline --help` and other commands stay fast
+    from server.store.db import make_engine, upgrade
+
     url = settings_from(args).sqlalchemy_url
     upgrade(url)
     return make_engine(url)
@@ -24,6 +26,8 @@ def _engine(args: argparse.Namespace) -> Engine:
 
 def _new_password(args: argparse.Namespace, email: str) -> tuple[str, bool]:
     """(password, one_time). Reads BONDLINE_NEW_PASSWORD, a prompt, or makes one."""
+    from server.accounts.passwords import policy_problem
+
     from_env = os.environ.get("BONDLINE_NEW_PASSWORD")
     if from_env:
         password = from_env
@@ -40,6 +44,8 @@ def _new_password(args: argparse.Namespace, email: str) -> tuple[str, bool]:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
+    from server.accounts import service
+
     engine = _engine(args)
     password, one_time = _new_password(args, args.email)
     try:
@@ -61,6 +67,8 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_user_password(args: argparse.Namespace) -> int:
+    from server.accounts import service
+
     engine = _engine(args)
     password, one_time = _new_password(args, args.email)
     try:
@@ -79,6 +87,8 @@ def cmd_user_password(args: argparse.Namespace) -> int:
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
+    from server.accounts import service
+
     engine = _engine(args)
     try:
         with engine.connect() as conn:
@@ -92,6 +102,8 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 
 def cmd_apikey_add(args: argparse.Namespace) -> int:
+    from server.accounts import apikeys
+
     engine = _engine(args)
     try:
         with engine.begin() as conn:
@@ -103,6 +115,8 @@ def cmd_apikey_add(args: argparse.Namespace) -> int:
 
 
 def cmd_apikey_revoke(args: argparse.Namespace) -> int:
+    from server.accounts import apikeys
+
     engine = _engine(args)
     try:
         with engine.begin() as conn:

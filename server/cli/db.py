@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from server.cli.options import add_db_option, settings_from
-from server.store.db import current_revision, make_engine, upgrade
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    # imported when the command runs: `bondline --help` and other commands stay fast
+    from server.store.db import current_revision, upgrade
+
     url = settings_from(args).sqlalchemy_url
     upgrade(url, args.revision)
     print(f"database at revision {current_revision(url)} ({url})")
@@ -17,6 +19,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_db_prune(args: argparse.Namespace) -> int:
     from server.retention.prune import prune
+    from server.store.db import make_engine, upgrade
 
     settings = settings_from(args)
     days = settings.sample_retention_days if args.days is None else args.days

@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 from server.cli.options import add_db_option, settings_from
-from server.importers.dump_import import ImportRefused, import_dump
-from server.importers.dumps import DumpError
-from server.store.db import make_engine
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    # imported when the command runs: `bondline --help` and other commands stay fast
+    from server.importers.dump_import import ImportRefused, import_dump
+    from server.importers.dumps import DumpError
+    from server.store.db import make_engine
+
     settings = settings_from(args)
     engine = make_engine(settings.sqlalchemy_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from server.config import Settings, load_settings
+if TYPE_CHECKING:
+    from server.config import Settings
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -18,4 +20,7 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace) -> Settings:
     """The settings a command runs with: the environment's, with ``--db``
     (where the command has it) in place of BONDLINE_DATABASE_URL."""
+    # imported when the command runs: `bondline --help` and other commands stay fast
+    from server.config import load_settings
+
     return load_settings(getattr(args, "db", None))

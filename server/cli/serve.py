@@ -8,10 +8,12 @@ import logging
 from server import __version__
 from server.cli.demo import DEFAULT_DB, generate, sqlite_path
 from server.cli.options import add_db_option, settings_from
-from server.workers import ServeOptions, serve_one, serve_workers
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # imported when the command runs: `bondline --help` and other commands stay fast
+    from server.workers import ServeOptions, serve_one, serve_workers
+
     if args.demo:
         # The demo caseload lives in its own database, made on first use.
         args.db = args.db or DEFAULT_DB

@@ -7,13 +7,13 @@ import argparse
 import json
 from pathlib import Path
 
-from server.config import load_settings
-from server.surveys.fhir import questionnaire
-from server.surveys.instruments import InstrumentError, instrument_files, load_file
-from server.surveys.registry import load_for
-
 
 def cmd_list(args: argparse.Namespace) -> int:
+    # imported when the command runs: `bondline --help` and other commands stay fast
+    from server.config import load_settings
+    from server.surveys.instruments import InstrumentError
+    from server.surveys.registry import load_for
+
     try:
         registry = load_for(load_settings())
     except InstrumentError as e:
@@ -27,6 +27,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from server.surveys.instruments import InstrumentError, instrument_files, load_file
+
     failed = 0
     for name in args.paths:
         path = Path(name)
@@ -42,6 +44,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_fhir(args: argparse.Namespace) -> int:
+    from server.config import load_settings
+    from server.surveys.fhir import questionnaire
+    from server.surveys.instruments import InstrumentError
+    from server.surveys.registry import load_for
+
     try:
         inst = load_for(load_settings()).get(args.instrument)
     except InstrumentError as e:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiortc import RTCIceServer
 
 from server.config import ProbeSettings
+
+if TYPE_CHECKING:
+    from aiortc import RTCIceServer
 
 
 def ice_config(settings: ProbeSettings) -> list[dict[str, Any]]:
@@ -24,5 +26,8 @@ def ice_config(settings: ProbeSettings) -> list[dict[str, Any]]:
 
 
 def ice_servers(settings: ProbeSettings) -> list[RTCIceServer]:
+    # imported when a probe connects: a server that never hosts one does without aiortc
+    from aiortc import RTCIceServer
+
     return [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in ice_config(settings)]

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import logging
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
@@ -15,7 +15,6 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from media.pilot_opus import encode_cycle
 from server.accounts.deps import api_identity
 from server.accounts.identity import Identity
 from server.config import ProbeSettings
@@ -23,12 +22,14 @@ from server.ingest import protocol as p
 from server.sessions import service
 from server.sidecar.ice import ice_config
 from server.sidecar.links import create_check_link
-from server.sidecar.run import ACTIVE, SidecarRun, authenticate_async, negotiate_profile
 from server.timeutil import now_ms, to_iso
 from server.web.assets import Asset
 from server.web.features import Feature
 from server.web.pages import render
 from server.web.urls import base_url
+
+if TYPE_CHECKING:
+    from server.sidecar.run import SidecarRun
 
 log = logging.getLogger("bondline.sidecar")
 router = APIRouter(tags=["probe"])
@@ -82,8 +83,20 @@ def _admit_probe(participant_id: int, limits: ProbeSettings) -> int:
     return slot
 
 
+def _load_probe_machinery() -> None:
+    """Import the probe machinery (aiortc, PyAV, numpy: a few tenths of a
+    second) when the first probe connects, so that a server that never hosts
+    one starts without it. Run in a thread, off the event loop."""
+    import media.pilot_opus  # noqa: F401
+    import server.sidecar.run  # noqa: F401
+
+
 @router.websocket("/v1/probe")
 async def probe_ws(ws: WebSocket) -> None:
+    await asyncio.to_thread(_load_probe_machinery)
+    from media.pilot_opus import encode_cycle
+    from server.sidecar.run import ACTIVE, SidecarRun, authenticate_async, negotiate_profile
+
     app = ws.app
     settings = app.state.settings
     limits = settings.probe

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -38,6 +39,9 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
 
 
 def alembic_config(url: str) -> Config:
+    # imported when migrating: workers (which never migrate) and commands that do not migrate start without alembic
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -47,6 +51,8 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "heads") -> None:
     """Apply migrations up to ``revision`` (idempotent). "heads" applies every
     branch, so features may add migrations off the same parent independently."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 

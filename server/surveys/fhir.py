@@ -13,9 +13,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fhir.resources.R4B.questionnaire import Questionnaire
-from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
-
 from server.surveys.instruments import Instrument
 from server.surveys.ratings import RatingRecord
 from server.timeutil import to_iso
@@ -96,6 +93,10 @@ def questionnaire(inst: Instrument, base: str) -> dict[str, Any]:
         "code": [{"system": f"{base}/api/v1/instruments", "code": inst.id, "display": inst.short_title}],
         "item": items,
     }
+    # imported on the first export: the FHIR models take a tenth of a second or more to load,
+    # which a server (or command) that never exports need not pay at start-up
+    from fhir.resources.R4B.questionnaire import Questionnaire
+
     Questionnaire.model_validate(resource)
     return resource
 
@@ -158,5 +159,7 @@ def questionnaire_response(
     else:
         resource["author"] = {"identifier": {"system": f"{base}/clinicians", "value": str(clinician_id)}}
         resource["source"] = resource["author"]
+    from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+
     QuestionnaireResponse.model_validate(resource)
     return resource
