@@ -46,8 +46,8 @@ def add_user(
     password = secrets.token_urlsafe(12)
     try:
         with request.app.state.engine.begin() as conn:
-            cid = service.create_user(conn, email, password, is_admin=bool(is_admin), display_name=display_name)
-            service.set_password(conn, cid, password, must_change=True)
+            service.create_user(conn, email, password, is_admin=bool(is_admin), display_name=display_name,
+                                must_change=True)
             detail = f"{service.normalise_email(email)} admin={bool(is_admin)}"
             audit.record(conn, request, "user.create", detail=detail)
     except service.AccountError as e:

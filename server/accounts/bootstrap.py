@@ -31,8 +31,8 @@ def ensure_first_admin(engine: Engine, settings: Settings) -> str | None:
                 service.set_admin(conn, existing.id, True)
                 service.set_password(conn, existing.id, password, must_change=True)
             else:
-                clinician_id = service.create_user(conn, email, password, is_admin=True, display_name="Administrator")
-                service.set_password(conn, clinician_id, password, must_change=True)
+                service.create_user(conn, email, password, is_admin=True, display_name="Administrator",
+                                    must_change=True)
     except exc.IntegrityError:
         return None
     line = (f"First start: created admin account {email} with one-time password {password} "

@@ -92,9 +92,11 @@ def set_password(conn: Connection, clinician_id: int, password: str, *, must_cha
 
 
 def create_user(
-    conn: Connection, email: str, password: str, *, is_admin: bool = False, display_name: str = ""
+    conn: Connection, email: str, password: str, *, is_admin: bool = False, display_name: str = "",
+    must_change: bool = False,
 ) -> int:
-    """Create an account and return its clinician id.
+    """Create an account and return its clinician id (``must_change``: a
+    one-time password, to be changed at first login).
 
     A clinician row that the sessions API created without a password (it
     cannot log in) is taken over: it gets the password and flags. An account
@@ -124,7 +126,7 @@ def create_user(
                 .returning(t.clinician.c.id)
             ).scalar_one()
         )
-    set_password(conn, clinician_id, password)
+    set_password(conn, clinician_id, password, must_change=must_change)
     return clinician_id
 
 

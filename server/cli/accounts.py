@@ -51,9 +51,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     try:
         with engine.begin() as conn:
             clinician_id = service.create_user(conn, args.email, password, is_admin=args.admin,
-                                               display_name=args.name or "")
-            if one_time:
-                service.set_password(conn, clinician_id, password, must_change=True)
+                                               display_name=args.name or "", must_change=one_time)
     except service.AccountError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
