@@ -50,6 +50,27 @@ def test_numbering_from_timestamps_refuses_collisions() -> None:
     assert ft.number(fs, TICKS, sent=4, encoded=3) is not None
 
 
+def test_numbering_from_timestamps_allows_a_late_timer() -> None:
+    """A page timer fires late, never early: a frame painted 0.6 periods late is
+    still its own frame, and a late first frame does not shift the others."""
+    def run(late: dict[int, float], missing: int, sent: int = 8) -> list[int]:
+        rec, seq = [], 0
+        for k in range(sent):
+            if k == missing:
+                continue
+            seq += 1
+            pkt = packet(seq, k, 200 * k, 200 * k + 1)
+            pkt.ts = 1000 + round((k + late.get(k, 0.0)) * TICKS)  # painted late: stamped late
+            rec.append(pkt)
+        fs = ft.frames(rec, "up", 7)
+        assert ft.number(fs, TICKS, sent=sent, encoded=sent - 1) is None
+        return [f.n for f in fs]
+
+    assert run({3: 0.6}, missing=5) == [0, 1, 2, 3, 4, 6, 7]
+    assert run({0: 0.6, 4: 0.3}, missing=2) == [0, 1, 3, 4, 5, 6, 7]
+    assert run({6: 0.02, 1: -0.03}, missing=7) == [0, 1, 2, 3, 4, 5, 6]
+
+
 def test_freezes_certain_and_borderline() -> None:
     times = [i * 200.0 for i in range(10)] + [1800 + 600, 2400 + 200, 2600 + 200, 2800 + 1000, 3800 + 200]
     certain, borderline = ft.freezes(times, band_ms=20)

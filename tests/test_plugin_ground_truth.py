@@ -27,6 +27,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from tests.support.browser_call import ARTIFACTS, ONE_INTERFACE_ARGS, connect, launch, plugin_page, turn_config
+from tests.support.quiet import wait_for_quiet
 from tests.support.server import ServerProcess
 from tests.support.turn import TurnServer
 from tests.support.udp_impair import UdpImpair
@@ -79,6 +80,7 @@ def badge(page: Page) -> str:
 
 def test_imposed_loss_delay_and_outage_are_what_is_stored(sqlite_server: ServerProcess, tmp_path: Path) -> None:
     srv = sqlite_server
+    print(wait_for_quiet())
     s = srv.create_session()
     turn = TurnServer(tmp_path / "turn").start()
     relay = UdpImpair(turn.port).start()

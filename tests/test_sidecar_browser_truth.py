@@ -36,6 +36,7 @@ from playwright.sync_api import sync_playwright
 from tests.support import frame_truth as ft
 from tests.support.browser_call import ARTIFACTS, CHROMIUM_ARGS, ONE_INTERFACE_ARGS
 from tests.support.impair_plan import OPUS_PT, ImpairPlan, draw_seed
+from tests.support.quiet import wait_for_quiet
 from tests.support.server import ServerProcess
 from tests.support.shared_server import running_server
 from tests.support.turn import TurnServer
@@ -85,6 +86,7 @@ class Outcome:
 
 
 def _run(server: ServerProcess, tmp: Path) -> Outcome:
+    print(wait_for_quiet())
     seed = draw_seed()
     plan = ImpairPlan.draw(seed, RUN_S)
     print("impairment:", plan.describe())

@@ -25,6 +25,7 @@ from media.probe.profile import ProbeProfile
 from media.probe.report import IntervalData
 from tests.support.aiortc_call import payload_types
 from tests.support.impaired_transport import Impairment, Script
+from tests.support.quiet import wait_for_quiet
 
 SEED = 20261125
 N_FRAMES = 7
@@ -94,6 +95,7 @@ async def _scenario() -> Outcome:
 
 @pytest.fixture(scope="module")
 def outcome() -> Outcome:
+    print(wait_for_quiet())
     return asyncio.run(_scenario())
 
 

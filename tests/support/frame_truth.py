@@ -10,6 +10,7 @@ reference chain is broken is spoiled until the next key frame.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -82,17 +83,32 @@ def number(fs: list[RelayFrame], ticks_per_frame: float, sent: int, encoded: int
     """Sender frame numbers (frame 0 first); why they cannot be told, or None.
     When every frame the sender made (``sent``) was encoded and reached the
     relay they are simply in order. Otherwise (an encoder that dropped
-    frames) from RTP timestamps, rounded: a late capture timer moves one
-    frame's timestamp by less than half a frame, and two frames given the
-    same number would mean the mapping is ambiguous."""
+    frames) from RTP timestamps. The page paints frame k on a timer due at
+    t0 + k periods, and a timer only ever fires late, so a frame's timestamp
+    lies at or after its due time: its number is the whole periods between
+    the due time of frame 0 and its timestamp. Frame 0's due time is where
+    the frames that were not late lie (the most common phase). Two frames
+    given the same number mean the sender was late by more than a period and
+    the mapping is ambiguous."""
     if len(fs) == sent and (encoded is None or encoded == sent):
         for i, f in enumerate(fs):
             f.n = i
         return None
+    if not fs:
+        return None
+    phases = [((f.ts - fs[0].ts) / ticks_per_frame) % 1.0 for f in fs]
+
+    def near(p: float) -> int:
+        return sum(1 for q in phases if min(abs(q - p), 1 - abs(q - p)) <= 0.05)
+
+    late0 = (-max(phases, key=near)) % 1.0  # how late frame 0 was, in periods
+    if late0 > 0.9:
+        late0 -= 1.0  # frame 0 on time, a little before the most common phase
+    due0 = fs[0].ts - late0 * ticks_per_frame
     for f in fs:
-        f.n = round((f.ts - fs[0].ts) / ticks_per_frame)
+        f.n = math.floor((f.ts - due0) / ticks_per_frame + 0.1)
     ns = [f.n for f in fs]
-    if any(b <= a for a, b in zip(ns, ns[1:], strict=False)) or (ns and ns[-1] >= sent):
+    if any(b <= a for a, b in zip(ns, ns[1:], strict=False)) or (ns and (ns[0] < 0 or ns[-1] >= sent)):
         return f"frame numbers from RTP timestamps collide or exceed the {sent} frames sent"
     return None
 
