@@ -12,12 +12,9 @@ import pytest
 
 from tests.support.login import create_user, csrf_from, login
 from tests.support.server import ServerProcess
+from tests.support.shared_server import once_per_module
 
-
-@pytest.fixture(scope="module")
-def server(module_server: ServerProcess) -> ServerProcess:
-    """One server per backend for the module: every test here reads only the sessions it created."""
-    return module_server
+server = once_per_module("server")
 
 PW = "correct horse battery"
 

@@ -7,17 +7,13 @@ import json
 from typing import Any
 
 import httpx
-import pytest
 import websockets
 
 from tests.support.samples import batch, connect, sample
 from tests.support.server import ServerProcess
+from tests.support.shared_server import once_per_module
 
-
-@pytest.fixture(scope="module")
-def server(module_server: ServerProcess) -> ServerProcess:
-    """One server per backend for the module: every test here reads only the sessions it created."""
-    return module_server
+server = once_per_module("server")
 
 
 def stored_seqs(server: ServerProcess, session_id: int, role: str = "client") -> list[int]:

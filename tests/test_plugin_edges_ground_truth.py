@@ -33,15 +33,12 @@ from tests.support.browser_call import ONE_INTERFACE_ARGS, launch, make_pc, nego
 from tests.support.gt_seed import GT_SEED, gt_line
 from tests.support.packet_edges import edges_from_stamps
 from tests.support.server import ServerProcess
+from tests.support.shared_server import once_per_module
 from tests.support.turn import TurnServer
 from tests.support.udp_impair import GilbertElliott, Packet, UdpImpair
 from tests.test_plugin_ground_truth import ROLES, read_samples
 
-
-@pytest.fixture(scope="module")
-def sqlite_server(module_sqlite_server: ServerProcess) -> ServerProcess:
-    """One server for the module: every test here reads only the sessions it created."""
-    return module_sqlite_server
+sqlite_server = once_per_module("sqlite_server")
 
 pytestmark = pytest.mark.browser
 

@@ -12,13 +12,9 @@ import pytest
 
 from plugin.uplink import Uplink
 from tests.support.server import ServerProcess, stored
-from tests.support.shared_server import running_server
+from tests.support.shared_server import once_per_module, running_server
 
-
-@pytest.fixture(scope="module")
-def server(module_server: ServerProcess) -> ServerProcess:
-    """One server per backend for the module: every test here reads only the sessions it created."""
-    return module_server
+server = once_per_module("server")
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,15 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 import websockets
 
 from tests.support.login import create_user, csrf_from, login
 from tests.support.samples import batch, closed_with, connect, sample
 from tests.support.server import ServerProcess
+from tests.support.shared_server import once_per_module
 from tests.test_security_idor import app_routes
 
-
-@pytest.fixture(scope="module")
-def sqlite_server(module_sqlite_server: ServerProcess) -> ServerProcess:
-    """One server for the module: every test here reads only the sessions it created."""
-    return module_sqlite_server
+sqlite_server = once_per_module("sqlite_server")
 
 PW = "correct horse battery"
 

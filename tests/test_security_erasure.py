@@ -6,7 +6,6 @@ import asyncio
 import json
 
 import httpx
-import pytest
 from sqlalchemy import create_engine, func, select
 
 from server.config import normalise_database_url
@@ -14,18 +13,10 @@ from server.store import tables as t
 from tests.support.login import create_user, csrf_from, login
 from tests.support.samples import batch, connect, sample
 from tests.support.server import ServerProcess
+from tests.support.shared_server import once_per_module
 
-
-@pytest.fixture(scope="module")
-def sqlite_server(module_sqlite_server: ServerProcess) -> ServerProcess:
-    """One server for the module: every test here reads only the sessions it created."""
-    return module_sqlite_server
-
-
-@pytest.fixture(scope="module")
-def server(module_server: ServerProcess) -> ServerProcess:
-    """One server per backend for the module: every test here reads only the sessions it created."""
-    return module_server
+sqlite_server = once_per_module("sqlite_server")
+server = once_per_module("server")
 
 PW = "correct horse battery"
 

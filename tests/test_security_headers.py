@@ -14,12 +14,9 @@ import websockets
 from tests.support.login import create_user, login, login_page
 from tests.support.samples import batch, sample
 from tests.support.server import ServerProcess
+from tests.support.shared_server import once_per_module
 
-
-@pytest.fixture(scope="module")
-def sqlite_server(module_sqlite_server: ServerProcess) -> ServerProcess:
-    """One server for the module: every test here reads only the sessions it created."""
-    return module_sqlite_server
+sqlite_server = once_per_module("sqlite_server")
 
 PW = "correct horse battery"
 PLATFORM = "https://platform.example"

@@ -17,18 +17,10 @@ from websockets.exceptions import ConnectionClosed
 
 from media.probe.profile import PROBE_SEQ_BASE, STREAM_PARTICIPANT, STREAM_SIDECAR
 from tests.support.server import ServerProcess
+from tests.support.shared_server import once_per_module
 
-
-@pytest.fixture(scope="module")
-def sqlite_server(module_sqlite_server: ServerProcess) -> ServerProcess:
-    """One server for the module: every test here reads only the sessions it created."""
-    return module_sqlite_server
-
-
-@pytest.fixture(scope="module")
-def server(module_server: ServerProcess) -> ServerProcess:
-    """One server per backend for the module: every test here reads only the sessions it created."""
-    return module_server
+sqlite_server = once_per_module("sqlite_server")
+server = once_per_module("server")
 
 
 def _get(server: ServerProcess, path: str, **params: Any) -> Any:
