@@ -13,6 +13,7 @@ from playwright.sync_api import sync_playwright
 from media.probe.profile import PROBE_SEQ_BASE, STREAM_PARTICIPANT, STREAM_SIDECAR
 from server.sidecar.check import CheckFigures, judge
 from tests.support.browser_call import CALL_ARGS
+from tests.support.quiet import wait_for_quiet
 from tests.support.server import ServerProcess
 
 # The probe's Web Audio pilot starts without a click in this test page.
@@ -39,6 +40,7 @@ def _events(server: ServerProcess, session_id: int) -> list[dict[str, Any]]:
 
 def test_browser_probe_both_directions_arrive(sqlite_server: ServerProcess) -> None:
     server = sqlite_server
+    print(wait_for_quiet())  # counts of what arrived: a machine still busy with the last module stalls them
     s = server.create_session(client_code="C-BROWSER")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
