@@ -46,6 +46,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import CPU_REFERENCE, cpu_reference_ms  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 RTT_P99_LIMIT_MS = 50.0
@@ -295,6 +296,8 @@ def main() -> None:
     print(f"# load average before start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs); "
           f"profile: video {args.fps:g} fps (key frame every {args.key_interval}), audio {args.ptime} ms packets, "
           f"pings {args.ping_hz:g}/s; {args.servers} server process(es)", flush=True)
+    # Capacity scales with the machine's speed: figures from two machines compare only with this beside them.
+    print(f"# cpu reference: {cpu_reference_ms():.1f} ms for {CPU_REFERENCE} (best of 5)", flush=True)
     best = run_config(args, steps, decode=True, label="browser-like: pilot decoded")
     recognised = None if args.no_recognition else run_config(args, steps, decode=False,
                                                               label="pilot recognised")
