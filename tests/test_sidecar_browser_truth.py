@@ -33,6 +33,7 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+from media.probe.profile import PROBE_SEQ_BASE, STREAM_PARTICIPANT, STREAM_SIDECAR
 from tests.support import frame_truth as ft
 from tests.support.browser_call import ARTIFACTS, CHROMIUM_ARGS, ONE_INTERFACE_ARGS
 from tests.support.impair_plan import OPUS_PT, ImpairPlan, draw_seed
@@ -83,6 +84,9 @@ class Outcome:
     events: list[dict[str, Any]]
     pairs: dict[str, int]  # selected candidate pair -> samples (twice a second)
     clients: frozenset[str]  # addresses the browser reached the relay from
+    # Per side, the span its reported intervals cover (epoch ms): what came before the first
+    # whole-second boundary after the probe started was warm-up (docs/probe.md, "Intervals").
+    measured: dict[str, tuple[float, float]]
 
 
 def _run(server: ServerProcess, tmp: Path) -> Outcome:
@@ -122,7 +126,14 @@ def _run(server: ServerProcess, tmp: Path) -> Outcome:
     r = httpx.get(f"{server.base}/api/v1/sessions/{s['id']}/events", headers=server.admin_headers)
     r.raise_for_status()
     assert result["ok"], result
-    return Outcome(plan, relay.crossings or [], result, r.json(), pairs, relay.clients())
+    samples = httpx.get(f"{server.base}/api/v1/sessions/{s['id']}/samples", headers=server.admin_headers)
+    samples.raise_for_status()
+    spans: dict[str, tuple[float, float]] = {}
+    for side, stream in (("sidecar", STREAM_SIDECAR), ("participant", STREAM_PARTICIPANT)):
+        mine = [x for x in samples.json() if x["seq"] >= PROBE_SEQ_BASE and (x["seq"] - PROBE_SEQ_BASE) % 4 == stream]
+        assert mine, side
+        spans[side] = (min(x["start_ms"] for x in mine), max(x["start_ms"] + x["interval_ms"] for x in mine))
+    return Outcome(plan, relay.crossings or [], result, r.json(), pairs, relay.clients(), spans)
 
 
 # Chromium's own timing is part of what is checked: the suite runs this file first,
@@ -177,8 +188,8 @@ def test_up_frames_accounted_exactly(outcome: Outcome) -> None:
     # Chromium's VP8 has inter frames: after a loss, frames are spoiled until a key frame.
     fs = _video(outcome, "up")
     encoder = outcome.result["participant"]["encoder"]
-    keys = ft.mark_key_frames(fs)
-    assert keys == encoder["keyFramesEncoded"], (keys, encoder, sorted(f.size for f in fs)[-10:])
+    keys = ft.mark_key_frames(fs, encoder["keyFramesEncoded"])
+    assert keys == encoder["keyFramesEncoded"], (keys, encoder, sorted(f.size for f in fs)[-12:])
     ft.mark_spoiled(fs)
     side = outcome.result["sidecar"]["video"]
     assert side["accounted"], side
@@ -203,7 +214,7 @@ def test_freezes_found(outcome: Outcome) -> None:
     for direction, side in (("down", "participant"), ("up", "sidecar")):
         fs = _video(outcome, direction)
         if direction == "up":
-            ft.mark_key_frames(fs)
+            ft.mark_key_frames(fs, outcome.result["participant"]["encoder"]["keyFramesEncoded"])
             ft.mark_spoiled(fs)
         shown = sorted(f.complete_ms for f in fs if f.shown and not f.spoiled and f.complete_ms is not None)
         certain, borderline = ft.freezes(shown, band)
@@ -218,6 +229,13 @@ def test_freezes_found(outcome: Outcome) -> None:
         kept = [c for c in certain if any(a < c[1] and c[0] < b for a, b in filled)]
         borderline += [c for c in certain if c not in kept]
         certain = kept
+        # A freeze the meter found before its first reported interval began was warm-up, and
+        # one still under way when the last interval ended was never found: outside the
+        # measured span either answer is right.
+        lo, hi = outcome.measured[side]
+        outside = [c for c in certain if c[1] < lo + band or c[1] > hi - band]
+        borderline += outside
+        certain = [c for c in certain if c not in outside]
         found = [(float(e["t_ms"]), float(e["end_ms"])) for e in outcome.events
                  if e["kind"] == "probe.freeze" and e["data"].get("side") == side]
         scores[direction] = ft.f1(certain, borderline, found)
@@ -227,6 +245,11 @@ def test_freezes_found(outcome: Outcome) -> None:
             return [(round((a - t0) / 1000, 2), round((b - a) / 1000, 2)) for a, b in xs]
 
         print(f"{direction}: freezes certain {show(certain)}, borderline {show(borderline)}, found {show(found)}")
+        print(f"{direction}: intervals reported from {(lo - t0) / 1000:.2f} to {(hi - t0) / 1000:.2f} s")
+        # The rule's first judgement needs 5 frame durations: how the first frames fell decides it.
+        print(f"{direction}: first frames (n, key, shown, spoiled, complete s):",
+              [(f.n, f.key, f.shown, f.spoiled, f.complete_ms and round((f.complete_ms - t0) / 1000, 3))
+               for f in fs[:12]])
     assert min(scores.values()) >= 0.95, scores
 
 
@@ -284,6 +307,12 @@ def test_audio_gap_matches_the_outage(outcome: Outcome) -> None:
               f"whole run {total}")
         assert truth_ms >= 1000, (direction, truth_ms)
         assert abs(found_ms - truth_ms) <= 40, (direction, at_outage, truth_ms)
+        if direction == "up":
+            # Audio is lost only in the outage, and the sidecar reads Chromium's CELT exactly:
+            # the whole run's blocks with no audio or wrong tones are the outage's. (Late
+            # blocks, a stalled host's, are printed above.) Its reader ends the run in sync.
+            assert total["missing"] + total["unreadable"] == data["blocksMissing"] + data["blocksUnreadable"], total
+            assert total["synced"] and total["resyncs"] == 0, total
 
 
 def test_rtt_matches_applied_delay(outcome: Outcome) -> None:

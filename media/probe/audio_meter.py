@@ -93,6 +93,11 @@ class AudioMeter:
         # The dropout under way: its first block, and its blocks by verdict.
         self._open: tuple[int, dict[str, int]] | None = None
         self._wall_base: float | None = None  # wall ms of block 0 at the fastest transit
+        # Media-clock spans [start, end) of audio that arrived while the reader had lost the
+        # pilot's alignment: blocks there are judged once it is found again, and audio that
+        # arrived but could not be read is unreadable, not missing (the network delivered it).
+        self._unsynced_audio: list[list[int]] = []
+        self._lost_offset: int | None = None
 
     # -- input -------------------------------------------------------------
 
@@ -116,6 +121,12 @@ class AudioMeter:
             self._buf = np.concatenate([self._buf, data])
             self._buf_arrival.append((ts, arrival_ms))
         if self.offset is None:
+            if self._next_block is not None:  # lost after being in sync: remember what arrived
+                spans = self._unsynced_audio
+                if spans and spans[-1][1] == ts:
+                    spans[-1][1] = ts + len(data)
+                elif len(spans) < 10_000:
+                    spans.append([ts, ts + len(data)])
             self._try_sync()
         if self.offset is not None:
             self._judge_blocks()
@@ -162,14 +173,25 @@ class AudioMeter:
             self._drop_before(self._buf_ts + len(self._buf) - keep)
             return
         offset = (self._buf_ts + found[0]) % pilot.BLOCK
+        if self._lost_offset is not None:
+            # Found again after losing it: the same boundaries can come back as an offset a
+            # block's length away (760 for 0), which would renumber every block by one and
+            # count one twice. Keep the numbering: take the one nearest the old offset.
+            half = pilot.BLOCK // 2
+            offset = self._lost_offset + (offset - self._lost_offset + half) % pilot.BLOCK - half
         first = -((offset - self._buf_ts) // pilot.BLOCK)  # first block starting inside the buffer
         starts = [first + i for i in range(len(self._buf) // pilot.BLOCK - 1)]
         wins = [self._window(k, offset) for k in starts]
         seqs = pilot.read_windows(np.stack([w for w in wins if w is not None]))
         votes = Counter(int((s - k) % pilot.PERIOD) for s, k in zip(seqs, starts, strict=False) if s >= 0)
-        if not votes:
+        # Most blocks must agree on the numbering: tones that read but do not count up
+        # (concealment repeating a stray block, damaged audio) are no alignment.
+        if not votes or votes.most_common(1)[0][1] < len(starts) // 2:
+            keep = (SYNC_BLOCKS - 5) * pilot.BLOCK
+            self._drop_before(self._buf_ts + len(self._buf) - keep)
             return
         self.offset = offset
+        self._lost_offset = None
         self.seq0 = votes.most_common(1)[0][0]
         if self._next_block is None:
             self._next_block = first
@@ -181,6 +203,11 @@ class AudioMeter:
         if start < 0 or start + pilot.WINDOW > len(self._buf):
             return None
         return self._buf[start : start + pilot.WINDOW]
+
+    def _arrived_unsynced(self, k: int, offset: int) -> bool:
+        lo = k * pilot.BLOCK + offset + (pilot.BLOCK - pilot.WINDOW) // 2
+        hi = lo + pilot.WINDOW
+        return any(a < hi and lo < b for a, b in self._unsynced_audio)
 
     def _drop_before(self, ts: int) -> None:
         cut = ts - self._buf_ts
@@ -204,11 +231,13 @@ class AudioMeter:
         assert self.offset is not None and self.seq0 is not None and self._next_block is not None
         offset = self.offset
         k = self._next_block
-        # Blocks wholly before the buffer had no audio: lost.
+        # Blocks wholly before the buffer had no audio (lost), unless audio covering their
+        # read window arrived while the alignment was being found again (unreadable).
         first_here = -((offset + (pilot.BLOCK - pilot.WINDOW) // 2 - self._buf_ts) // pilot.BLOCK)
         while k < first_here:
-            self._verdict(k, "missing", None)
+            self._verdict(k, "unreadable" if self._arrived_unsynced(k, offset) else "missing", None)
             k += 1
+        self._unsynced_audio.clear()
         ready: list[int] = []
         windows = []
         while True:
@@ -231,6 +260,9 @@ class AudioMeter:
         self._drop_before(k * pilot.BLOCK + offset)
         if self._bad_run >= RESYNC_AFTER:
             self.totals.resyncs += 1
+            if len(self._buf):  # audio not yet judged: it arrived
+                self._unsynced_audio.append([self._buf_ts, self._buf_ts + len(self._buf)])
+            self._lost_offset = self.offset
             self.offset = None
             self.seq0 = None
             self._bad_run = 0

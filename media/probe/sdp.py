@@ -11,6 +11,12 @@
 - ``a=ptime`` and Opus ``maxaveragebitrate``: a browser then sends the
   pilot in packets as long as the sidecar's (fewer packets for the server
   to handle) and at a bitrate at which the pilot tones read reliably.
+  Chromium's Opus (VoIP application) codes everything below 8 kHz with
+  SILK (hybrid mode) when it takes the signal for speech below about
+  64 kbit/s; at 48 kbit/s it did so in about one call in three, and SILK
+  distorted the pilot's tones (clipping at full scale) for up to 1.6 s at a
+  time, most after a loss. At 96 kbit/s it stays CELT-only, where the
+  tones read (docs/probe.md, "Where the browser is not exact").
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import re
 
 from media.probe.profile import ProbeProfile
 
-OPUS_BITRATE = 48_000
+OPUS_BITRATE = 96_000  # above libopus's 64 kbit/s voice threshold for CELT-only
 
 
 def strip_extensions(sdp: str) -> str:
