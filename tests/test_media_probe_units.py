@@ -103,6 +103,20 @@ def test_video_meter_accounts_for_every_frame() -> None:
                    "accounted": True}
 
 
+def test_video_meter_judges_freezes_from_the_first_frame() -> None:
+    """The W3C rule judges once 5 frame durations are known: frames 0-5 make 5, so the
+    gap from frame 5 to frame 10 (1 s at 5 fps) is a freeze (GT seed 660546309: the meter
+    left frame 0 out of the rule and missed it)."""
+    m = VideoMeter()
+    for n in [*range(0, 6), *range(10, 14)]:
+        m.frame(barcode.Stamp(n, 1000 + n * 200, 9), 1010.0 + n * 200)
+    freezes = m.take_interval().freezes
+    assert [(f.start_ms, f.end_ms, f.frames_missing) for f in freezes] == [(2010.0, 3010.0, 4)]
+    # The same as the rule on the whole series, and as the page's meter (plugin/js/bondline-probe.js).
+    whole = detect([1010.0 + n * 200 for n in [*range(0, 6), *range(10, 14)]])
+    assert [(f.start_ms, f.end_ms) for f in whole] == [(f.start_ms, f.end_ms) for f in freezes]
+
+
 def test_vp8_assembler_waits_for_whole_frames_and_skips_stale_ones() -> None:
     a = Vp8Assembler()
     start, mid = bytes([0x10]), bytes([0x00])  # VP8 descriptor: S=1/PID=0, then a continuation

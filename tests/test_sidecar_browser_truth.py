@@ -308,10 +308,12 @@ def test_audio_gap_matches_the_outage(outcome: Outcome) -> None:
         assert truth_ms >= 1000, (direction, truth_ms)
         assert abs(found_ms - truth_ms) <= 40, (direction, at_outage, truth_ms)
         if direction == "up":
-            # Audio is lost only in the outage, and the sidecar reads Chromium's CELT exactly:
-            # the whole run's blocks with no audio or wrong tones are the outage's. (Late
-            # blocks, a stalled host's, are printed above.) Its reader ends the run in sync.
-            assert total["missing"] + total["unreadable"] == data["blocksMissing"] + data["blocksUnreadable"], total
+            # Audio is lost only in the outage: the whole run's blocks with no audio are the
+            # outage's, and wrong tones elsewhere are at most the decoder's recovery after it
+            # (a block or two, not always next to the gap: docs/probe.md). Late blocks, a
+            # stalled host's, are printed above. The reader ends the run in sync.
+            assert total["missing"] == data["blocksMissing"], total
+            assert total["unreadable"] - data["blocksUnreadable"] <= 2, total
             assert total["synced"] and total["resyncs"] == 0, total
 
 
