@@ -91,9 +91,6 @@ class VideoMeter:
         n = stamp.frame
         if t.highest_frame is None:
             t.first_frame = t.highest_frame = n
-            # The freeze rule's durations start at the first frame, as a player's do: left
-            # out, its first judgement came a frame late and missed a freeze 1 s in.
-            self.freeze_detector.frame(arrival_ms)
         elif n <= t.highest_frame:
             if n in self._recent:
                 t.duplicates += 1

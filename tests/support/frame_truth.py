@@ -143,16 +143,19 @@ def mark_spoiled(fs: list[RelayFrame]) -> None:
             f.spoiled = True
 
 
-def freezes(times_ms: list[float], band_ms: float) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+def freezes(times_ms: list[float], band_ms: float,
+            from_second: bool = False) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """The W3C freeze rule (media/freeze.py) on the times frames became showable,
     split into (certain, borderline) freezes: a frame gap within ``band_ms`` of
     the rule's limit can fall either side of it once the receiver adds its own
     timing (the jitter the relay imposed, a display's frame clock), so it is
-    neither required nor forbidden."""
+    neither required nor forbidden. ``from_second``: the rule's durations start
+    at the second frame, as the sidecar's meter does (docs/probe.md, "Video")."""
     durations: list[float] = []
     certain: list[tuple[float, float]] = []
     borderline: list[tuple[float, float]] = []
-    for last, t in zip(times_ms, times_ms[1:], strict=False):
+    for last, t in zip(times_ms[1:] if from_second else times_ms, times_ms[2:] if from_second else times_ms[1:],
+                       strict=False):
         d = t - last
         recent = durations[-WINDOW:]
         if len(recent) >= 5:
