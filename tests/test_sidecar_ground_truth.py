@@ -174,6 +174,10 @@ def test_stalls_found_as_freezes(outcome: Outcome) -> None:
         found = [(f.start_ms / 1000 - outcome.wall_minus_loop, f.end_ms / 1000 - outcome.wall_minus_loop)
                  for f in meter.freeze_detector.freezes]
         scores.append(_f1(truth, found))
+        def rel(xs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+            return [(round(a - outcome.t_act, 2), round(b - a, 2)) for a, b in xs]
+
+        print(direction, "stalls (s from the start):", rel(truth), "freezes found:", rel(found))
     assert min(scores) >= 0.95, scores
 
 
