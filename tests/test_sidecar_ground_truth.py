@@ -108,15 +108,25 @@ async def _scenario() -> Outcome:
                    outage, host_stalls)
 
 
-def _host_freezes(outcome: Outcome, found: list[tuple[float, float]],
-                  truth: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Freezes found that match no imposed stall but span a stall of this host's loop:
-    the host's, not the network's (printed, not counted either way)."""
+Spans = list[tuple[float, float]]
+
+
+def _freezes(outcome: Outcome, direction: str, who: str) -> tuple[Spans, Spans, Spans]:
+    """(imposed stalls and the outage, freezes found, freezes found that are the host's), in
+    loop time. The host's match no imposed stall but span a stall of this process's loop:
+    not the network's (printed, not counted either way)."""
+    truth = [(outcome.t_act + s, outcome.t_act + s + d) for s, d in STALLS] + [outcome.outage_truth[direction]]
+    meter = outcome.ends[who].video_meter
+    assert meter is not None
+    found = [(f.start_ms / 1000 - outcome.wall_minus_loop, f.end_ms / 1000 - outcome.wall_minus_loop)
+             for f in meter.freeze_detector.freezes]
+
     def near(a: tuple[float, float], b: tuple[float, float]) -> bool:
         return a[0] - 0.3 <= b[1] and b[0] <= a[1] + 0.5
 
-    return [f for f in found if not any(near(s, f) for s in truth)
+    host = [f for f in found if not any(near(s, f) for s in truth)
             and any(a <= f[1] and f[0] <= b for a, b in outcome.host_stalls)]
+    return truth, [f for f in found if f not in host], host
 
 
 @pytest.fixture(scope="module")
@@ -193,15 +203,9 @@ def _f1(truth: list[tuple[float, float]], found: list[tuple[float, float]]) -> f
 def test_stalls_found_as_freezes(outcome: Outcome) -> None:
     scores = []
     for direction, who in MEASURER.items():
-        truth = [(outcome.t_act + s, outcome.t_act + s + d) for s, d in STALLS]
-        truth.append(outcome.outage_truth[direction])
-        meter = outcome.ends[who].video_meter
-        assert meter is not None
-        found = [(f.start_ms / 1000 - outcome.wall_minus_loop, f.end_ms / 1000 - outcome.wall_minus_loop)
-                 for f in meter.freeze_detector.freezes]
-        host = _host_freezes(outcome, found, truth)
-        found = [f for f in found if f not in host]
+        truth, found, host = _freezes(outcome, direction, who)
         scores.append(_f1(truth, found))
+
         def rel(xs: list[tuple[float, float]]) -> list[tuple[float, float]]:
             return [(round(a - outcome.t_act, 2), round(b - a, 2)) for a, b in xs]
 
@@ -242,10 +246,5 @@ def test_interval_samples_add_up(outcome: Outcome) -> None:
         assert lost == sum(1 for r in records if r.t_out is None)
         video = [st for s in samples for st in s["streams"] if st["kind"] == "video"]
         assert sum(st["framesLost"] for st in video) == N_FRAMES
-        meter = outcome.ends[who].video_meter
-        assert meter is not None
-        found = [(f.start_ms / 1000 - outcome.wall_minus_loop, f.end_ms / 1000 - outcome.wall_minus_loop)
-                 for f in meter.freeze_detector.freezes]
-        truth = [(outcome.t_act + s, outcome.t_act + s + d) for s, d in STALLS] + [outcome.outage_truth[direction]]
-        host = len(_host_freezes(outcome, found, truth))
+        host = len(_freezes(outcome, direction, who)[2])
         assert sum(st["freezeCount"] for st in video) == len(STALLS) + 1 + host, (direction, host)

@@ -168,9 +168,7 @@ class AudioMeter:
             return
         found = pilot.find_alignment(self._buf)
         if found is None:
-            # Keep the newest audio only, and try again with more.
-            keep = (SYNC_BLOCKS - 5) * pilot.BLOCK
-            self._drop_before(self._buf_ts + len(self._buf) - keep)
+            self._keep_newest()
             return
         offset = (self._buf_ts + found[0]) % pilot.BLOCK
         if self._lost_offset is not None:
@@ -187,8 +185,7 @@ class AudioMeter:
         # Most blocks must agree on the numbering: tones that read but do not count up
         # (concealment repeating a stray block, damaged audio) are no alignment.
         if not votes or votes.most_common(1)[0][1] < len(starts) // 2:
-            keep = (SYNC_BLOCKS - 5) * pilot.BLOCK
-            self._drop_before(self._buf_ts + len(self._buf) - keep)
+            self._keep_newest()
             return
         self.offset = offset
         self._lost_offset = None
@@ -197,6 +194,10 @@ class AudioMeter:
             self._next_block = first
             self._first_block = first
         self._bad_run = 0
+
+    def _keep_newest(self) -> None:
+        """No alignment yet: keep the newest audio only, and try again with more."""
+        self._drop_before(self._buf_ts + len(self._buf) - (SYNC_BLOCKS - 5) * pilot.BLOCK)
 
     def _window(self, k: int, offset: int) -> NDArray[np.float32] | None:
         start = k * pilot.BLOCK + offset + (pilot.BLOCK - pilot.WINDOW) // 2 - self._buf_ts

@@ -121,7 +121,7 @@ def mark_key_frames(fs: list[RelayFrame], expected: int | None = None, factor: f
     sizes = sorted(f.size for f in fs)
     median = sizes[len(sizes) // 2]
     candidates = sorted((f for f in fs if f.size > factor * median), key=lambda f: f.size, reverse=True)
-    keys = {id(f) for f in candidates[:expected]} if expected is not None else {id(f) for f in candidates}
+    keys = {id(f) for f in candidates[:expected]}  # [:None]: all of them
     for f in fs:
         f.key = id(f) in keys
     return len(keys)
@@ -154,8 +154,8 @@ def freezes(times_ms: list[float], band_ms: float,
     durations: list[float] = []
     certain: list[tuple[float, float]] = []
     borderline: list[tuple[float, float]] = []
-    for last, t in zip(times_ms[1:] if from_second else times_ms, times_ms[2:] if from_second else times_ms[1:],
-                       strict=False):
+    times = times_ms[1:] if from_second else times_ms
+    for last, t in zip(times, times[1:], strict=False):
         d = t - last
         recent = durations[-WINDOW:]
         if len(recent) >= 5:
